@@ -1,0 +1,109 @@
+"""Orbax checkpoints: train state + grain iterator saved together, and params exports.
+
+A checkpoint step directory holds two items: `state` (the sharded train state:
+params, optimizer state, step, RNG) and `data` (each process's grain iterator
+state), so a run killed at step k resumes with the same parameters and the
+same next batch. Orbax writes to a temporary directory and renames it when
+complete, so a crash never leaves a half-written step behind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
+
+BEST_METRIC = "top1"
+
+
+def make_manager(directory: str, *, save_every_steps: int, keep: int,
+                 keep_best: bool, async_save: bool = True) -> ocp.CheckpointManager:
+    """A manager that saves every `save_every_steps`, keeps the last `keep`
+    checkpoints and, when `keep_best`, the one with the highest eval top-1."""
+    policies = [pp.LatestN(keep)]
+    if keep_best:
+        policies.append(pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1,
+                                 keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=sdp.FixedIntervalPolicy(save_every_steps),
+        preservation_policy=pp.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                 item_names=("state", "data"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
+         metrics: Optional[dict] = None, force: bool = False) -> bool:
+    """Saves state and iterator at `step` (if the policy or `force` says so)."""
+    metrics = {BEST_METRIC: metrics[BEST_METRIC]} if metrics and BEST_METRIC in metrics else None
+    return manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=force)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
+                   data_iterator: Any) -> tuple[Optional[Any], int]:
+    """Restores the newest checkpoint onto `abstract_state`'s shardings.
+
+    `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with `sharding` set,
+    which is what lets a checkpoint written on 8 devices load on 1 (or vice
+    versa). The iterator is restored in place. Returns `(state, step)`, or
+    `(None, 0)` when there is nothing to resume.
+    """
+    step = manager.latest_step()
+    if step is None:
+        return None, 0
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    return restored["state"], step
+
+
+def save_params_export(path: str, params: Any) -> None:
+    """Writes `{'params': params}` as a standalone orbax checkpoint (for inference,
+    conversion to PyTorch, or initialising the next stage)."""
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.abspath(path), {"params": params}, force=True)
+    checkpointer.wait_until_finished()
+
+
+def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
+    """Reads the params of an export; onto `abstract_params`' shapes/shardings if given.
+
+    Raises FileNotFoundError naming the path when there is no export there, and
+    ValueError naming the first differing parameter when the export belongs to
+    another model.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
+                                "written by save_params_export)")
+    checkpointer = ocp.StandardCheckpointer()
+    if abstract_params is None:
+        return checkpointer.restore(path)["params"]
+    stored = checkpointer.metadata(path).item_metadata["params"]
+    _check_same_structure(stored, abstract_params, path)
+    return checkpointer.restore(path, {"params": abstract_params})["params"]
+
+
+def _check_same_structure(stored: Any, expected: Any, path: str) -> None:
+    flat_stored = {jax.tree_util.keystr(k): v.shape for k, v in
+                   jax.tree_util.tree_flatten_with_path(stored)[0]}
+    flat_expected = {jax.tree_util.keystr(k): v.shape for k, v in
+                     jax.tree_util.tree_flatten_with_path(expected)[0]}
+    missing = sorted(set(flat_expected) - set(flat_stored))
+    unexpected = sorted(set(flat_stored) - set(flat_expected))
+    if missing or unexpected:
+        raise ValueError(f"export {path!r} is from another model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    for key, shape in flat_expected.items():
+        if tuple(flat_stored[key]) != tuple(shape):
+            raise ValueError(f"export {path!r} is from another model: {key} has shape "
+                             f"{tuple(flat_stored[key])}, expected {tuple(shape)}")

@@ -1,0 +1,67 @@
+"""The default LiVT config (SPEC §3, the logged ViT-B/16 runs) that dataset configs edit.
+
+Every key a run can read exists here, so a dataset config only changes values
+and `ml_collections` rejects a misspelt override (`--config.finetune.blr=...`)
+with an error naming it. Model sizes of 0 mean "take them from `variant`".
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def _optim(**overrides) -> ml_collections.ConfigDict:
+    optim = dict(blr=1e-3, min_lr=1e-6, warmup_epochs=5.0, weight_decay=0.05, b1=0.9,
+                 b2=0.999, layer_decay=0.75, clip_grad_norm=0.0)
+    optim.update(overrides)
+    return ml_collections.ConfigDict(optim)
+
+
+def _aug(**overrides) -> ml_collections.ConfigDict:
+    aug = dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
+               randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)
+    aug.update(overrides)
+    return ml_collections.ConfigDict(aug)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """ViT-B/16 LiVT at 224 px with the release's logged hyper-parameters."""
+    c = ml_collections.ConfigDict()
+    c.stage = "livt"  # pretrain | finetune | eval | livt (= pretrain, then finetune)
+    c.seed = 0
+    c.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM)
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+
+    c.model = ml_collections.ConfigDict(dict(
+        variant="B", embed_dim=0, depth=0, num_heads=0, patch_size=0, mlp_ratio=4.0,
+        global_pool="avg", attention="xla", pad_tokens_to=0, dtype="float32",
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
+        mask_ratio=0.75, norm_pix_loss=True))
+
+    c.data = ml_collections.ConfigDict(dict(
+        source="split_list", name="", data_dir="", train_split="", eval_split="",
+        imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampler="instance"))
+
+    # MGP: MAE pretraining on the long-tailed training set.
+    c.pretrain = ml_collections.ConfigDict(dict(
+        epochs=800, batch_size=4096, grad_accum_steps=1, image_size=0,  # 0 = data.image_size
+        optim=_optim(blr=1.5e-4, min_lr=0.0, warmup_epochs=40.0, b2=0.95, layer_decay=1.0),
+        aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0)))
+
+    # BFT: balanced fine-tuning with Bal-BCE from the MGP encoder.
+    c.finetune = ml_collections.ConfigDict(dict(
+        epochs=100, batch_size=2048, grad_accum_steps=1, image_size=0,
+        init_from="",  # params export of an MGP run ('' = from scratch, or the livt hand-over)
+        init_kind="mae",  # what init_from holds: 'mae' (MGP) or 'vit' (a classifier)
+        drop_path=0.1, loss="bal_bce", tau=1.0, label_smoothing=0.1,
+        mixup=ml_collections.ConfigDict(dict(mixup_alpha=0.8, cutmix_alpha=1.0,
+                                             switch_prob=0.5, prob=1.0)),
+        optim=_optim(), aug=_aug(), eval_every_epochs=1))
+
+    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from=""))
+    c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))
+    c.log_every_steps = 50
+    c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
+    c.num_vis_images = 8  # MGP reconstruction grid
+    return c

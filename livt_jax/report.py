@@ -1,0 +1,123 @@
+"""What a run writes for people: metrics.jsonl + TensorBoard, per-class CSV, PNG plots.
+
+Only process 0 writes; every function here is a no-op elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+GROUPS = ("many", "medium", "few")
+
+
+def is_writer() -> bool:
+    return jax.process_index() == 0
+
+
+class MetricWriter:
+    """Appends `{'step', 'stage', **scalars}` lines to `workdir/metrics.jsonl` and
+    mirrors the scalars to TensorBoard (`workdir/tb`)."""
+
+    def __init__(self, workdir: str, stage: str):
+        self.stage = stage
+        self._jsonl = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if is_writer():
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tb", stage))
+
+    def write(self, step: int, scalars: Mapping[str, Any]) -> None:
+        if not is_writer():
+            return
+        clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0 and v is not None}
+        with open(self._jsonl, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
+        for key, value in clean.items():
+            self._tb.add_scalar(f"{self.stage}/{key}", value, step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.ndarray,
+                        accuracies: np.ndarray) -> None:
+    """One row per class: index, name, training count, shot group, test accuracy (%)."""
+    if not is_writer():
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "name", "train_count", "group", "accuracy"])
+        for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
+            writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+
+
+def shot_group_name(train_count: int) -> str:
+    """SPEC §4: many n > 100, medium 20 ≤ n ≤ 100, few n < 20."""
+    if train_count > 100:
+        return "many"
+    return "medium" if train_count >= 20 else "few"
+
+
+def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.ndarray,
+                            title: str) -> None:
+    """Scatter of per-class test accuracy (%) against training count (log x)."""
+    if not is_writer():
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(train_counts, accuracies, s=14)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(-2, 102)
+    for threshold in (20, 100):
+        ax.axvline(threshold, color="grey", lw=0.8, ls="--")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[str]) -> None:
+    """Saves images `rows[r][i]` (H, W, C floats in [0, 1]) as a labelled grid PNG."""
+    if not is_writer():
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = len(rows[0])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.5 * len(rows)), squeeze=False)
+    for r, (images, title) in enumerate(zip(rows, row_titles)):
+        for i in range(n):
+            image = np.clip(images[i], 0.0, 1.0)
+            axes[r, i].imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                              cmap="gray" if image.shape[-1] == 1 else None)
+            axes[r, i].axis("off")
+        axes[r, 0].set_title(title, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_results_table(final: Mapping[str, Any], best: Optional[Mapping[str, Any]] = None) -> str:
+    """A small text table of overall / many / medium / few (+ top-5, ECE)."""
+    columns = ("top1", *GROUPS, "top5", "ece")
+    header = f"{'':8s}" + "".join(f"{c:>9s}" for c in columns)
+    lines = [header]
+    for label, result in (("final", final), ("best", best)):
+        if result is None:
+            continue
+        cells = "".join(f"{result[c]:9.2f}" if c in result else f"{'-':>9s}" for c in columns)
+        suffix = f"   (epoch {result['epoch']})" if "epoch" in result else ""
+        lines.append(f"{label:8s}{cells}{suffix}")
+    return "\n".join(lines)
