@@ -1,0 +1,124 @@
+"""Input-pipeline speed: images/s of the training loader, per augmentation kind.
+
+Usage::
+
+  python -m livt_jax.data.benchmark --config configs/demo.py --stage finetune
+  python -m livt_jax.data.benchmark --source animal_mnist --image-size 28 --in-chans 1
+  python -m livt_jax.data.benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
+
+``--synthetic N,R`` writes N random R x R RGB images into a temporary cache
+folder and reads them back memory-mapped, as a stand-in for a cached large
+dataset. Times ``--steps`` batches after two warm-up batches, in-process
+unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
+'bft'): images/s and images/s per core (cores = worker processes, or 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import tempfile
+import time
+
+import ml_collections
+import numpy as np
+
+from livt_jax.data import pipeline
+from livt_jax.data.sources import CACHE_CLASSES_FILE, CacheSource, cache_files
+
+
+def config_from_file(spec: str, stage: str) -> ml_collections.ConfigDict:
+    """``PATH[:ARG]`` -> the ``{'data', 'aug'}`` view of ``stage`` (as the trainer builds it)."""
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
+    if module_spec is None or not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} not found")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+    from livt_jax.train import stage_data_config  # pylint: disable=import-outside-toplevel
+
+    return stage_data_config(config, stage)
+
+
+def config_from_flags(args) -> ml_collections.ConfigDict:
+    """A ``{'data', 'aug'}`` view from plain flags (BFT aug values of SPEC §3)."""
+    chans = args.in_chans
+    return ml_collections.ConfigDict(dict(
+        data=dict(source=args.source, name=args.name, data_dir=args.data_dir, train_split=args.train_split,
+                  eval_split=args.eval_split, imbalance_ratio=args.imbalance_ratio, imbalance_type="exp",
+                  lt_seed=0, image_size=args.image_size, in_chans=chans, mean=(0.5,) * chans,
+                  std=(0.25,) * chans, sampler=args.sampler, worker_count=args.workers),
+        aug=dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
+                 randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)))
+
+
+def synthetic_cache(folder: str, num_images: int, side: int) -> CacheSource:
+    """Random uint8 (num_images, side, side, 3) images written as a cache and opened mmapped."""
+    images_path, labels_path = cache_files(folder, "train")
+    images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(num_images, side, side, 3))
+    rng = np.random.default_rng(0)
+    for start in range(0, num_images, 256):
+        images[start : start + 256] = rng.integers(0, 256, images[start : start + 256].shape, dtype=np.uint8)
+    images.flush()
+    np.save(labels_path, np.arange(num_images) % 10)
+    with open(os.path.join(folder, CACHE_CLASSES_FILE), "w", encoding="utf-8") as f:
+        json.dump({"class_names": [str(c) for c in range(10)]}, f)
+    return CacheSource(folder, "train")
+
+
+def time_loader(config, source, batch_size: int, steps: int) -> float:
+    """Images/s over ``steps`` batches after two warm-up batches."""
+    loader = pipeline.make_train_loader(config, source, batch_size=batch_size, seed=0, num_steps=steps + 2,
+                                        shard_index=0, shard_count=1)
+    iterator = iter(loader)
+    next(iterator), next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="config file PATH[:ARG] (else the flags below)")
+    parser.add_argument("--stage", default="finetune", choices=("pretrain", "finetune"))
+    parser.add_argument("--source", default="animal_mnist")
+    parser.add_argument("--name", default="")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--eval-split", default="test")
+    parser.add_argument("--imbalance-ratio", type=float, default=1.0)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--in-chans", type=int, default=1)
+    parser.add_argument("--sampler", default="instance")
+    parser.add_argument("--synthetic", help="N,R: N random R x R RGB images in a temporary cache")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--kinds", default="mgp,bft", help="augmentation kinds to time")
+    args = parser.parse_args(argv)
+
+    config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
+    config.data.worker_count = args.workers
+    with tempfile.TemporaryDirectory() as folder:
+        if args.synthetic:
+            num_images, side = (int(v) for v in args.synthetic.split(","))
+            source, label = synthetic_cache(folder, num_images, side), f"synthetic cache {side}px"
+            config.data.in_chans = 3
+            config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
+        else:
+            source, label = pipeline.load_sources(config.data)[0], config.data.source
+        cores = max(args.workers, 1)
+        print(f"{'source':<24} {'aug':<4} {'size':>5} {'batch':>6} {'img/s':>9} {'img/s/core':>11}")
+        for kind in args.kinds.split(","):
+            config.aug.kind = kind
+            rate = time_loader(config, source, args.batch_size, args.steps)
+            print(f"{label:<24} {kind:<4} {config.data.image_size:>5} {args.batch_size:>6} "
+                  f"{rate:>9.0f} {rate / cores:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()

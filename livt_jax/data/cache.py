@@ -1,0 +1,146 @@
+"""Decode and resize a dataset once into a memory-mappable cache.
+
+Each image is resized so its shorter side is ``--resize-shorter`` R (bicubic)
+and centre-cropped to R x R (the crop drops the ends of the longer side; with
+R = 256 and training crops of 224 this is what ImageNet-style pipelines see
+anyway), then stored in one uint8 array. ``--resize-shorter 0`` stores images
+as they are (they must then all have one size). Output folder:
+
+  {split}_images.npy  uint8 (N, R, R, C)   read with np.load(mmap_mode='r')
+  {split}_labels.npy  int64 (N,)
+  classes.json        {"class_names": [...], "source": ..., "resize_shorter": R}
+
+Read it with ``data.source='cache'``, ``data.data_dir`` = the folder above,
+``data.name`` = the folder's name, splits = the split names. Examples::
+
+  python -m livt_jax.data.cache --source split_list --data-dir /data/imagenet \\
+      --split train=ImageNet_LT_train.txt --split test=ImageNet_LT_test.txt \\
+      --out /data/cache/imagenet_lt_256 --resize-shorter 256 --workers 16
+  python -m livt_jax.data.cache --source tfds --name cifar10 --split train --split test \\
+      --out /data/cache/cifar10 --resize-shorter 0
+
+A split argument is ``NAME`` or ``NAME=WHAT``: WHAT is the tfds split (e.g.
+``train[:90%]``) or the split-list file; NAME alone means WHAT = NAME.
+Long-tailed subsampling is not applied here; the cache holds the full split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from livt_jax.data import augment
+from livt_jax.data.animal_mnist import load_animal_mnist
+from livt_jax.data.sources import CACHE_CLASSES_FILE, LabelledSource, SplitListSource, TfdsSource, cache_files
+
+CACHE_SOURCES = ("tfds", "split_list", "animal_mnist")
+
+
+def cached_image(image: np.ndarray, resize_shorter: int) -> np.ndarray:
+    """The stored form of one uint8 (H, W, C) image: (R, R, C), or unchanged for R = 0."""
+    if resize_shorter == 0:
+        return image
+    return augment.center_crop(augment.resize_shorter(image, resize_shorter), resize_shorter)
+
+
+def open_split(source: str, what: str, *, name: str, data_dir: str | None, in_chans: int) -> LabelledSource:
+    """The full (not long-tailed) split ``what`` of ``source``."""
+    if source == "tfds":
+        return TfdsSource(name, what, data_dir)
+    if source == "split_list":
+        if not data_dir:
+            raise ValueError("--source split_list needs --data-dir (the image root)")
+        return SplitListSource(data_dir, what, in_chans)
+    if source == "animal_mnist":
+        train, test = load_animal_mnist(data_dir)
+        splits = {"train": train, "test": test}
+        if what not in splits:
+            raise ValueError(f"animal_mnist has splits {list(splits)}, not {what!r}")
+        return splits[what]
+    raise ValueError(f"unknown --source {source!r}; expected one of {CACHE_SOURCES}")
+
+
+_WORKER_STATE: dict = {}
+
+
+def _init_worker(source: LabelledSource, resize_shorter: int) -> None:
+    _WORKER_STATE.update(source=source, resize_shorter=resize_shorter)
+
+
+def _load(index: int) -> np.ndarray:
+    return cached_image(_WORKER_STATE["source"][index]["image"], _WORKER_STATE["resize_shorter"])
+
+
+def write_split(source: LabelledSource, out_dir: str, split: str, resize_shorter: int, workers: int = 0) -> None:
+    """Writes ``{split}_images.npy`` / ``{split}_labels.npy`` (via temporary names)."""
+    images_path, labels_path = cache_files(out_dir, split)
+    _init_worker(source, resize_shorter)
+    first = _load(0)
+    tmp_images = images_path + ".tmp.npy"
+    array = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(len(source), *first.shape))
+    pool = multiprocessing.Pool(workers, _init_worker, (source, resize_shorter)) if workers > 0 else None
+    images = pool.imap(_load, range(len(source)), chunksize=64) if pool else map(_load, range(len(source)))
+    start = time.time()
+    try:
+        for i, image in enumerate(images):
+            if image.shape != first.shape:
+                raise ValueError(f"{split}[{i}] has shape {image.shape}, not {first.shape}; use --resize-shorter R > 0")
+            array[i] = image
+            if (i + 1) % 10000 == 0:
+                logging.info("%s: %d/%d images, %.0f img/s", split, i + 1, len(source), (i + 1) / (time.time() - start))
+    finally:
+        if pool:
+            pool.terminate()
+    array.flush()
+    del array
+    os.replace(tmp_images, images_path)
+    np.save(labels_path, source.labels)
+
+
+def build_cache(
+    source: str, splits: Sequence[str], out_dir: str, *, name: str = "", data_dir: str | None = None,
+    resize_shorter: int = 256, in_chans: int = 3, workers: int = 0,
+) -> None:
+    """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and ``classes.json``."""
+    os.makedirs(out_dir, exist_ok=True)
+    opened = {}
+    for spec in splits:
+        split, _, what = spec.partition("=")
+        opened[split] = open_split(source, what or split, name=name, data_dir=data_dir, in_chans=in_chans)
+    # Split lists name classes "0".."K-1" from their own labels: keep the longest list.
+    class_names = max((s.class_names for s in opened.values()), key=len)
+    for split, split_source in opened.items():
+        logging.info("caching %s (%d images) into %s", split, len(split_source), out_dir)
+        write_split(split_source, out_dir, split, resize_shorter, workers)
+    with open(os.path.join(out_dir, CACHE_CLASSES_FILE), "w", encoding="utf-8") as f:
+        json.dump({"class_names": class_names, "source": source, "name": name, "resize_shorter": resize_shorter}, f)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", required=True, choices=CACHE_SOURCES)
+    parser.add_argument("--name", default="", help="tfds dataset name")
+    parser.add_argument("--data-dir", default=None, help="tfds data_dir / image root / pickles folder")
+    parser.add_argument("--split", action="append", required=True, help="NAME or NAME=WHAT; repeatable")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--resize-shorter", type=int, default=256, help="R (0 = keep sizes)")
+    parser.add_argument("--in-chans", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--workers", type=int, default=0, help="decode processes (0 = in-process)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    build_cache(
+        args.source, args.split, args.out, name=args.name, data_dir=args.data_dir,
+        resize_shorter=args.resize_shorter, in_chans=args.in_chans, workers=args.workers,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Input pipeline: sources from ``config.data``, grain loaders with ``config.aug``.
+
+Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage):
+
+``config.data``
+  - ``source``: 'animal_mnist' | 'tfds' | 'split_list' | 'cache'.
+  - ``name``: tfds dataset name (e.g. 'cifar10') or cache name (the cache is
+    ``data_dir/name``); unused by 'animal_mnist' and 'split_list'.
+  - ``data_dir``: tfds data_dir / image root of the split lists / folder that
+    holds caches / folder of the Animal-MNIST pickles. None or '' = the tfds
+    default, or the pickles inside the installed ``animal_mnist`` package.
+  - ``train_split``, ``eval_split``: tfds split names, split-list files
+    (absolute, relative to the working directory, or relative to
+    ``data_dir``), or cache split names. Animal-MNIST ignores them: its
+    split is fixed (200 test images per class, seeded).
+  - ``imbalance_ratio`` (float, 1 = keep all), ``imbalance_type`` ('exp' |
+    'step'), ``lt_seed`` (int): long-tailed subsampling of the train split.
+  - ``image_size`` (int, model input side S), ``in_chans`` (1 | 3),
+    ``mean``, ``std`` (per channel, [0, 1] units).
+  - ``sampler``: 'instance' | 'class_balanced' | 'sqrt' | 'progressive'.
+  - ``worker_count`` (optional, default 0): grain worker processes.
+
+``config.aug``
+  - ``kind``: 'mgp' (RandomResizedCrop + flip + normalise) or 'bft'
+    (+ RandAugment before normalising and RandomErasing after).
+  - ``scale_min``: RandomResizedCrop scale (scale_min, 1); ratio 3/4..4/3.
+  - ``hflip`` (bool).
+  - ``randaug_num_ops``, ``randaug_magnitude``, ``randaug_magnitude_std``
+    (bft only).
+  - ``random_erasing_prob`` (bft only).
+  - ``eval_crop_pct``: eval resize to int(S / crop_pct) then centre crop S
+    (S <= 224); for larger S the shorter side is resized to S (then the
+    centre S x S crop).
+
+Batches: train ``{'image': float32 (b, S, S, C), 'label': int32 (b,)}``;
+eval adds ``'mask'`` float32 (b,) (0 = padding). ``b`` is the per-process
+batch. A loader is ``grain.MapDataset.range(steps).map(make batch)``: the
+sampler draws a whole batch of record keys at once, records are read, and
+the augmentation is vectorised over the batch. Reading is in-process
+(``ReadOptions(num_threads=0)``: grain's thread pool cost more than it saved
+on small hosts); ``data.worker_count`` > 0 adds grain worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import grain
+import numpy as np
+from absl import flags
+
+from livt_jax.data import augment, randaugment
+from livt_jax.data.animal_mnist import load_animal_mnist
+from livt_jax.data.long_tail import long_tail_indices
+from livt_jax.data.samplers import make_sampler
+from livt_jax.data.sources import CacheSource, LabelledSource, SplitListSource, SubsetSource, TfdsSource, read_split_list
+
+SOURCES = ("animal_mnist", "tfds", "split_list", "cache")
+AUG_KINDS = ("mgp", "bft")
+_READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _resolve_split_file(path: str, data_dir: str) -> str:
+    for candidate in (path, os.path.join(data_dir, path)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
+
+
+def _split_list_sources(data) -> tuple[LabelledSource, LabelledSource]:
+    files = [_resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
+    num_classes = max(int(read_split_list(f)[1].max()) for f in files) + 1
+    return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes) for f in files)
+
+
+def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
+    """(train, eval) before long-tailed subsampling."""
+    data_dir = data.data_dir or None
+    if data.source == "animal_mnist":
+        return load_animal_mnist(data_dir)
+    if data.source == "tfds":
+        return TfdsSource(data.name, data.train_split, data_dir), TfdsSource(data.name, data.eval_split, data_dir)
+    if data_dir is None:
+        raise ValueError(f"data.source={data.source!r} needs data.data_dir")
+    if data.source == "split_list":
+        return _split_list_sources(data)
+    if data.source == "cache":
+        cache_dir = os.path.join(data_dir, data.name)
+        return CacheSource(cache_dir, data.train_split), CacheSource(cache_dir, data.eval_split)
+    raise ValueError(f"unknown data.source {data.source!r}; expected one of {SOURCES}")
+
+
+def load_sources(data) -> tuple[LabelledSource, LabelledSource]:
+    """(train, eval) sources for ``config.data``; the train one long-tailed when
+    ``imbalance_ratio > 1`` (its ``class_counts`` are the subsampled counts)."""
+    train, evaluation = _base_sources(data)
+    ratio = float(data.imbalance_ratio)
+    if ratio < 1:
+        raise ValueError(f"data.imbalance_ratio must be >= 1, got {ratio}")
+    if ratio > 1:
+        indices = long_tail_indices(train.labels, ratio, data.imbalance_type, data.lt_seed, train.num_classes)
+        tag = f"lt(ratio={ratio}, {data.imbalance_type}, seed={data.lt_seed})"
+        train = SubsetSource(train, indices, tag)
+    return train, evaluation
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def read_batch(source, keys: np.ndarray) -> tuple[augment.Images, np.ndarray]:
+    """Records ``keys`` -> (uint8 (B, H, W, C) if they share a shape else a list, int32 labels (B,))."""
+    records = [source[int(k)] for k in keys]
+    images = [r["image"] for r in records]
+    same = all(im.shape == images[0].shape for im in images)
+    return (np.stack(images) if same else images), np.array([r["label"] for r in records], np.int32)
+
+
+def train_images(config, images: augment.Images, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation of one batch -> float32 (B, S, S, C), normalised."""
+    data, aug = config.data, config.aug
+    if aug.kind not in AUG_KINDS:
+        raise ValueError(f"unknown aug.kind {aug.kind!r}; expected one of {AUG_KINDS}")
+    x = augment.random_resized_crop(images, rng, data.image_size, (aug.scale_min, 1.0))
+    x = augment.match_channels(x, data.in_chans)
+    if aug.hflip:
+        x = augment.random_hflip(x, rng)
+    if aug.kind == "bft":
+        x = randaugment.rand_augment(
+            x, rng, aug.randaug_num_ops, aug.randaug_magnitude, aug.randaug_magnitude_std, fill=data.mean
+        )
+    x = augment.normalize(x, data.mean, data.std)
+    if aug.kind == "bft" and aug.random_erasing_prob > 0:
+        x = augment.random_erasing(x, rng, aug.random_erasing_prob)
+    return x
+
+
+def eval_images(config, images: augment.Images) -> np.ndarray:
+    """Deterministic eval preprocessing of one batch -> float32 (B, S, S, C)."""
+    data = config.data
+    crop_pct = config.aug.eval_crop_pct if "aug" in config else 0.875
+    x = augment.eval_resize_crop(images, data.image_size, crop_pct)
+    return augment.normalize(augment.match_channels(x, data.in_chans), data.mean, data.std)
+
+
+def eval_image(config, image: np.ndarray) -> np.ndarray:
+    """One uint8 (H, W, C) image -> float32 (S, S, C) as the eval loader makes it.
+
+    ``config`` needs ``data``; ``aug.eval_crop_pct`` is used when ``config``
+    has ``aug`` (else 0.875, the release's value).
+    """
+    return eval_images(config, [image])[0]
+
+
+class TrainBatches:
+    """step -> this process's augmented training batch (picklable, for worker processes)."""
+
+    def __init__(self, config, source, sampler):
+        self.config, self.source, self.sampler = config, source, sampler
+
+    def __call__(self, step: int) -> dict:
+        keys, rng = self.sampler.draw(step)
+        images, labels = read_batch(self.source, keys)
+        return {"image": train_images(self.config, images, rng), "label": labels}
+
+
+class EvalBatches:
+    """batch index -> ``{'image', 'label', 'mask'}`` of this process's padded eval shard.
+
+    The shard is records ``shard_index::shard_count``; positions past its end
+    repeat its first record with mask 0.
+    """
+
+    def __init__(self, config, source, batch_size: int, shard_index: int, shard_count: int):
+        if len(source) == 0:
+            raise ValueError("cannot evaluate on an empty source")
+        self.config, self.source, self.batch_size = config, source, batch_size
+        self.indices = np.arange(shard_index, len(source), shard_count)
+        self.num_batches = math.ceil(math.ceil(len(source) / shard_count) / batch_size)
+        self._pad_key = int(self.indices[0]) if len(self.indices) else 0
+
+    def __call__(self, batch_index: int) -> dict:
+        positions = np.arange(batch_index * self.batch_size, (batch_index + 1) * self.batch_size)
+        real = positions < len(self.indices)
+        keys = np.full(self.batch_size, self._pad_key)
+        keys[real] = self.indices[positions[real]]
+        images, labels = read_batch(self.source, keys)
+        return {"image": eval_images(self.config, images), "label": labels, "mask": real.astype(np.float32)}
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def _iterable(length: int, batches, worker_count: int) -> grain.IterDataset:
+    """``batches(i)`` for i in [0, length) as a grain IterDataset (checkpointable iterators)."""
+    dataset = grain.MapDataset.range(length).map(batches).to_iter_dataset(_READ_OPTIONS)
+    if worker_count > 0:
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (defaults suffice)
+            flags.FLAGS.mark_as_parsed()
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return dataset
+
+
+def make_train_loader(
+    config, source: LabelledSource, *, batch_size: int, seed: int, num_steps: int | None,
+    shard_index: int = 0, shard_count: int = 1,
+) -> grain.IterDataset:
+    """Training batches of this process: ``num_steps`` of them (endless when None).
+
+    ``iter(loader)`` gives a grain ``DatasetIterator`` (``get_state`` /
+    ``set_state``; its state is the next step). Batch ``step`` depends only on
+    ``(seed, step, shard_index)``; see ``samplers`` for how processes split
+    the stream.
+    """
+    sampler = make_sampler(
+        config.data.sampler, source.labels, seed=seed, num_classes=source.num_classes, batch_size=batch_size,
+        shard_index=shard_index, shard_count=shard_count, num_steps=num_steps,
+    )
+    length = sys.maxsize if num_steps is None else num_steps
+    return _iterable(length, TrainBatches(config, source, sampler), config.data.get("worker_count", 0))
+
+
+def make_eval_loader(
+    config, source: LabelledSource, *, batch_size: int, shard_index: int = 0, shard_count: int = 1
+) -> grain.IterDataset:
+    """Eval batches ``{'image', 'label', 'mask'}``; every process yields the same
+    number of batches, ``ceil(ceil(N / shard_count) / batch_size)``."""
+    if not 0 <= shard_index < shard_count or batch_size <= 0:
+        raise ValueError(f"need batch_size > 0 and 0 <= shard_index < shard_count, got "
+                         f"{batch_size}, {shard_index}, {shard_count}")
+    batches = EvalBatches(config, source, batch_size, shard_index, shard_count)
+    return _iterable(batches.num_batches, batches, config.data.get("worker_count", 0))

@@ -1,0 +1,17 @@
+"""The input-pipeline benchmark runs and prints one row per augmentation kind."""
+
+import pytest
+
+from livt_jax.data import benchmark
+
+
+def test_benchmark_table(capsys):
+    pytest.importorskip("animal_mnist")
+    benchmark.main(["--source", "animal_mnist", "--steps", "2", "--batch-size", "8", "--image-size", "16"])
+    benchmark.main(["--synthetic", "24,40", "--steps", "1", "--batch-size", "4", "--image-size", "32",
+                    "--kinds", "bft"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[-2:] == ["img/s", "img/s/core"]
+    rows = [line.split() for line in lines if not line.startswith("source")]
+    assert [r[1] for r in rows[:2]] == ["mgp", "bft"] and rows[2][:4] == ["synthetic", "cache", "40px", "bft"]
+    assert all(float(r[-2]) > 0 for r in rows)
