@@ -1,0 +1,1 @@
+"""Models: timm-compatible ViT, MAE, position embeddings, timm conversion, MGP -> BFT transfer."""
