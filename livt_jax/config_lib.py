@@ -29,7 +29,10 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.stage = "livt"  # pretrain | finetune | eval | livt (= pretrain, then finetune)
     c.seed = 0
-    c.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM)
+    c.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM, several hosts)
+    # Left empty, jax detects the cluster (TPU pod, SLURM); set all three elsewhere.
+    c.distributed = ml_collections.ConfigDict(dict(
+        coordinator_address="", num_processes=0, process_id=-1, initialization_timeout=300))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
 
     c.model = ml_collections.ConfigDict(dict(
@@ -45,19 +48,19 @@ def base_config() -> ml_collections.ConfigDict:
 
     # MGP: MAE pretraining on the long-tailed training set.
     c.pretrain = ml_collections.ConfigDict(dict(
-        epochs=800, batch_size=4096, grad_accum_steps=1, image_size=0,  # 0 = data.image_size
+        epochs=800.0, batch_size=4096, grad_accum_steps=1, image_size=0,  # 0 = data.image_size
         optim=_optim(blr=1.5e-4, min_lr=0.0, warmup_epochs=40.0, b2=0.95, layer_decay=1.0),
         aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0)))
 
     # BFT: balanced fine-tuning with Bal-BCE from the MGP encoder.
     c.finetune = ml_collections.ConfigDict(dict(
-        epochs=100, batch_size=2048, grad_accum_steps=1, image_size=0,
+        epochs=100.0, batch_size=2048, grad_accum_steps=1, image_size=0,
         init_from="",  # params export of an MGP run ('' = from scratch, or the livt hand-over)
         init_kind="mae",  # what init_from holds: 'mae' (MGP) or 'vit' (a classifier)
         drop_path=0.1, loss="bal_bce", tau=1.0, label_smoothing=0.1,
         mixup=ml_collections.ConfigDict(dict(mixup_alpha=0.8, cutmix_alpha=1.0,
                                              switch_prob=0.5, prob=1.0)),
-        optim=_optim(), aug=_aug(), eval_every_epochs=1))
+        optim=_optim(), aug=_aug(), eval_every_epochs=1.0))
 
     c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from=""))
     c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))

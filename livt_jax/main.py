@@ -37,6 +37,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
+        logging.set_verbosity(logging.WARNING)
     if config.multihost:
         initialize_distributed(config.distributed)
     logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__, jax.process_count(),

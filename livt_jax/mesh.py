@@ -16,9 +16,10 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA_AXES = ("data", "fsdp")
 
 
-def make_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
-    """A (data, fsdp) mesh over all devices; -1 in one axis takes what is left."""
-    n = jax.device_count()
+def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
+    """A (data, fsdp) mesh over `devices` (default: all); -1 in one axis takes the rest."""
+    devices = jax.devices() if devices is None else list(devices)
+    n = len(devices)
     if data == -1 and fsdp == -1:
         raise ValueError("at most one of mesh.data and mesh.fsdp may be -1")
     if data == -1:
@@ -27,7 +28,8 @@ def make_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
         fsdp = n // data if data > 0 and n % data == 0 else 0
     if data * fsdp != n or data <= 0:
         raise ValueError(f"mesh data={data} × fsdp={fsdp} does not match the {n} devices")
-    return jax.make_mesh((data, fsdp), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2)
+    return jax.make_mesh((data, fsdp), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2,
+                         devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

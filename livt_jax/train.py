@@ -151,7 +151,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "lr": schedule(state.step),
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree_utils.tree_norm(grads)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return step_fn
@@ -324,7 +324,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     restored, start_step = checkpoint.restore_latest(manager, abstract_state, train_iter)
     if restored is not None:
         state = restored
-        logging.info("resumed %s from step %d", stage, start_step)
+        logging.warning("resumed %s from step %d", stage, start_step)
 
     step_fn = jax.jit(make_train_step(loss_fn, tx, schedule, stage_cfg.grad_accum_steps),
                       in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
@@ -365,9 +365,10 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 if best is None or eval_result["top1"] > best["top1"]:
                     best = eval_result
                 history.append(scalar_metrics(eval_result))
+            stopping = preemption.requested or step == stop_after
             checkpoint.save(manager, step, state, train_iter, eval_result,
-                            force=preemption.requested or step == stop_after)
-            if preemption.requested or step == stop_after:
+                            force=stopping or step == total_steps)
+            if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",
                                 stage, step)
@@ -383,7 +384,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     checkpoint.save_params_export(export_dir, state.params)
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
-        write_reconstructions(config, workdir, model, state.params, eval_source)
+        write_reconstructions(config, data_cfg, workdir, model, state.params, eval_source)
     else:
         if last_eval is None:  # resumed at the very end: score the final params once
             last_eval = evaluate(eval_fn, state.params, eval_loader, mesh, len(counts), counts)
@@ -417,8 +418,8 @@ def handover_fn(config, stage_cfg, model: vit_lib.VisionTransformer) -> Optional
                                                        vit_grid=vit_grid)
 
 
-def write_reconstructions(config, workdir: str, model: mae_lib.MaskedAutoencoder, params,
-                          eval_source) -> None:
+def write_reconstructions(config, data_cfg, workdir: str, model: mae_lib.MaskedAutoencoder,
+                          params, eval_source) -> None:
     """PNG grid of fixed validation images: original, masked input, reconstruction.
 
     The reconstruction undoes the per-patch target normalisation (norm-pix)
@@ -428,7 +429,8 @@ def write_reconstructions(config, workdir: str, model: mae_lib.MaskedAutoencoder
     n = min(config.num_vis_images, len(eval_source))
     if n == 0 or not report.is_writer():
         return
-    images = np.stack([pipeline.eval_image(config, eval_source[i]["image"]) for i in range(n)])
+    picks = np.linspace(0, len(eval_source) - 1, n).astype(int)  # spread over the classes
+    images = np.stack([pipeline.eval_image(data_cfg, eval_source[i]["image"]) for i in picks])
     loss, pred, mask = jax.jit(lambda p, x: model.apply(
         {"params": p}, x, train=False, rngs={"masking": jax.random.key(config.seed)}))(
             jax.device_get(params), jnp.asarray(images))
@@ -439,8 +441,8 @@ def write_reconstructions(config, workdir: str, model: mae_lib.MaskedAutoencoder
         var = target.var(-1, keepdims=True, ddof=1)
         pred = pred * jnp.sqrt(var + 1e-6) + mean
     keep = mask[..., None]
-    recon = mae_lib.unpatchify(pred * keep + target * (1 - keep), p, model.in_chans)
-    masked = mae_lib.unpatchify(target * (1 - keep), p, model.in_chans)
+    recon = mae_lib.unpatchify(pred * keep + target * (1 - keep), p)
+    masked = mae_lib.unpatchify(target * (1 - keep), p)
     mean = np.asarray(config.data.mean, np.float32)
     std = np.asarray(config.data.std, np.float32)
     to_pixels = lambda x: np.asarray(x) * std + mean  # noqa: E731

@@ -1,6 +1,10 @@
 """Test set-up: 8 fake CPU devices so sharding is exercised without accelerators."""
 
 import os
+import sys
+
+# `configs/` (config-as-code files) is importable from tests.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")

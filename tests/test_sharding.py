@@ -1,0 +1,82 @@
+"""One jitted train step on a mesh of 8 fake CPU devices equals the same step on 1."""
+
+import jax
+import numpy as np
+import pytest
+
+from livt_jax import mesh as mesh_lib, optim, train
+from configs import demo
+
+
+def _config():
+    c = demo.get_config("100")
+    c.model.update(dict(embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=16,
+                        decoder_depth=1, decoder_num_heads=2))
+    return c
+
+
+def _batch(n=16, size=28, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.normal(size=(n, size, size, 1)).astype(np.float32),
+            "label": rng.integers(0, classes, size=n).astype(np.int32)}
+
+
+def _one_step(config, stage, devices, data, fsdp, grad_accum=1, drop_path=0.1):
+    mesh = mesh_lib.make_mesh(data, fsdp, devices=devices)
+    counts = np.array([800, 480, 287, 172, 103, 61, 37, 22, 13, 8])
+    if stage == "finetune":
+        model = train.build_vit(config, 10, 28, drop_path=drop_path)
+        loss_fn = train.finetune_loss_fn(model, config.finetune, counts)
+    else:
+        model = train.build_mae(config, 28)
+        loss_fn = train.pretrain_loss_fn(model)
+    abstract = jax.eval_shape(lambda: model.init(
+        {"params": jax.random.key(0), "masking": jax.random.key(0)},
+        np.zeros((1, 28, 28, 1), np.float32), train=False)["params"])
+    tx, schedule = optim.make_optimizer(config[stage].optim, abstract, stage=stage, depth=2,
+                                        global_batch=16, steps_per_epoch=10, total_steps=100)
+    state, shardings = train.init_state(model, tx, (28, 28, 1), jax.random.key(0), mesh)
+    step = jax.jit(train.make_train_step(loss_fn, tx, schedule, grad_accum),
+                   in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
+    for i in range(2):
+        state, metrics = step(state, mesh_lib.global_batch_from_local(mesh, _batch(seed=i)))
+    return jax.device_get(state.params), float(metrics["loss"]), state
+
+
+@pytest.mark.parametrize("stage", ["finetune", "pretrain"])
+def test_eight_devices_equal_one(stage):
+    config = _config()
+    assert jax.device_count() == 8
+    params1, loss1, _ = _one_step(config, stage, jax.devices()[:1], 1, 1)
+    params8, loss8, state8 = _one_step(config, stage, jax.devices(), 4, 2)
+    assert loss8 == pytest.approx(loss1, rel=1e-5)
+    flat1 = jax.tree_util.tree_leaves(params1)
+    flat8 = jax.tree_util.tree_leaves(params8)
+    assert len(flat1) == len(flat8)
+    for a, b in zip(flat1, flat8):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    # Parameters are really split over the fsdp axis (not all replicated).
+    specs = [leaf.sharding.spec for leaf in jax.tree_util.tree_leaves(state8.params)]
+    assert any("fsdp" in tuple(s) for s in specs)
+
+
+def test_gradient_accumulation_equals_full_batch():
+    """Without randomness in the loss (no mixup, no drop path), averaging the
+    gradients of 2 micro-batches is exactly the full-batch step."""
+    config = _config()
+    config.finetune.mixup.update(dict(mixup_alpha=0.0, cutmix_alpha=0.0))
+    full, loss_full, _ = _one_step(config, "finetune", jax.devices(), 8, 1, drop_path=0.0)
+    accum, loss_accum, _ = _one_step(config, "finetune", jax.devices(), 4, 2, grad_accum=2,
+                                     drop_path=0.0)
+    assert loss_accum == pytest.approx(loss_full, rel=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(accum)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_batch_that_does_not_divide_devices_is_a_clear_error():
+    mesh = mesh_lib.make_mesh(-1, 1)
+    with pytest.raises(ValueError, match="global batch size 12 does not divide over the 8"):
+        mesh_lib.check_global_batch(12, mesh)
+    with pytest.raises(ValueError, match="does not match the 8 devices"):
+        mesh_lib.make_mesh(3, 2)
