@@ -204,8 +204,8 @@ def format_table(rows: list[dict], peak: float) -> str:
         mfu_xla = r["img_s"] * r["xla_flops"] / peak if r["xla_flops"] else float("nan")
         mem = f"{r['mem_gib']:.1f}" if r["mem_gib"] is not None else "n/a"
         lines.append(f"{r['stage']:24s}{r['img_s']:10.1f}{r['step_ms']:10.1f}"
-                     f"{r['analytic_flops'] / 1e9:11.1f}{100 * mfu:7.1f}%"
-                     f"{r['xla_flops'] / 1e9:11.1f}{100 * mfu_xla:9.1f}%{mem:>10s}")
+                     f"{r['analytic_flops'] / 1e9:11.3g}{100 * mfu:7.1f}%"
+                     f"{r['xla_flops'] / 1e9:11.3g}{100 * mfu_xla:9.1f}%{mem:>10s}")
     return "\n".join(lines)
 
 
