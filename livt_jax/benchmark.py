@@ -9,7 +9,9 @@ and peak device memory. With `--compare-torch` the timm/PyTorch reference
 step (eager, bf16 autocast, AdamW) is timed in the same run.
 
 Defaults: ViT-B/16 BFT and MAE-B MGP at 224 px, global batch 256, bf16
-compute (the anchors in docs/PERFORMANCE.md). A benchmark, not a test.
+compute (the anchors in docs/PERFORMANCE.md). With `--config.data.device_augment=True`
+the step takes uint8 images (side S/0.875) and crops/flips them on the device,
+as training from a cache does. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from livt_jax import mesh as mesh_lib, optim, train
+from livt_jax.data import device_augment
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/imagenet_lt.py", "Config whose model/optimizer are timed.",
@@ -120,6 +123,7 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int) -> 
         loss_fn = train.finetune_loss_fn(model, config.finetune, counts)
         analytic = vit_train_flops(size, dims["patch_size"], dims["embed_dim"], dims["depth"],
                                    num_classes, config.data.in_chans)
+    loss_fn = device_augment.wrap_loss_fn(loss_fn, train.stage_data_config(config, stage))
     shape = (size, size, config.data.in_chans)
     abstract = jax.eval_shape(lambda: model.init(
         {"params": jax.random.key(0), "masking": jax.random.key(0)},
@@ -132,8 +136,13 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int) -> 
                       in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
                       out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
     rng = np.random.default_rng(0)
+    if config.data.device_augment:  # uint8 images as a cache at size / 0.875 holds them
+        side = int(size / config[stage].aug.eval_crop_pct)
+        images = rng.integers(0, 256, (batch, side, side, shape[-1]), dtype=np.uint8)
+    else:
+        images = rng.normal(size=(batch, *shape)).astype(np.float32)
     data = mesh_lib.global_batch_from_local(mesh, {
-        "image": rng.normal(size=(batch, *shape)).astype(np.float32),
+        "image": images,
         "label": rng.integers(0, num_classes, batch).astype(np.int32)})
     compiled = step_fn.lower(state, data).compile()
     cost = compiled.cost_analysis()

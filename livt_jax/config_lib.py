@@ -45,7 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
         source="split_list", name="", data_dir="", train_split="", eval_split="",
         imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampler="instance",
-        worker_count=0))  # > 0: grain worker processes decode and augment
+        worker_count=0,  # > 0: grain worker processes decode and augment
+        device_augment=False))  # crop/flip/normalise on the accelerator (uint8 batches)
 
     # MGP: MAE pretraining on the long-tailed training set.
     c.pretrain = ml_collections.ConfigDict(dict(

@@ -42,6 +42,27 @@ class MetricWriter:
             self._tb.add_scalar(f"{self.stage}/{key}", value, step)
         self._tb.flush()
 
+    def _records(self) -> list[dict]:
+        if not os.path.exists(self._jsonl):
+            return []
+        with open(self._jsonl, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def read_eval_history(self) -> list[dict]:
+        """This stage's earlier evaluations as `{'top1': ..., 'epoch': ...}` dicts."""
+        return [{k[len("eval_"):]: v for k, v in r.items() if k.startswith("eval_")}
+                for r in self._records()
+                if r.get("stage") == self.stage and "eval_top1" in r]
+
+    def truncate_after(self, step: int) -> None:
+        """Drops this stage's lines logged after `step` (a run killed after its
+        last checkpoint repeats those steps when it resumes)."""
+        if not is_writer():
+            return
+        kept = [r for r in self._records() if r.get("stage") != self.stage or r["step"] <= step]
+        with open(self._jsonl, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()

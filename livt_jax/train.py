@@ -26,7 +26,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, report
-from livt_jax.data import mixup, pipeline
+from livt_jax.data import device_augment, mixup, pipeline
 from livt_jax.metrics import EvalAccumulator
 from livt_jax.models import mae as mae_lib, transfer, vit as vit_lib
 
@@ -276,6 +276,39 @@ def _check_finite(losses_by_step: list[tuple[int, Any]]) -> None:
             raise FloatingPointError(f"loss is {value} at step {step}: stopping the run")
 
 
+def stage_model(config, stage: str, image_size: int, counts: np.ndarray):
+    """`(model, loss_fn, init_params)` of a training stage; `init_params` is the
+    BFT hand-over (None for MGP or BFT from scratch)."""
+    stage_cfg = config[stage]
+    if stage == "pretrain":
+        model = build_mae(config, image_size)
+        return model, pretrain_loss_fn(model), None
+    model = build_vit(config, len(counts), image_size, stage_cfg.drop_path)
+    return model, finetune_loss_fn(model, stage_cfg, counts), handover_fn(config, stage_cfg, model)
+
+
+class _EvalTracker:
+    """Per-epoch BFT evaluations: final, best (by top-1) and the history.
+
+    On resume the history is read back from `metrics.jsonl`, so "best" covers
+    the whole run, not only the part after the restart.
+    """
+
+    def __init__(self, writer: report.MetricWriter, earlier: list[dict]):
+        self.writer = writer
+        self.history = earlier
+        self.best = max(earlier, key=lambda r: r["top1"]) if earlier else None
+        self.last = None  # the newest result with per-class arrays
+
+    def add(self, step: int, result: dict) -> None:
+        scalars = scalar_metrics(result)
+        self.writer.write(step, {f"eval_{k}": v for k, v in scalars.items()})
+        self.history.append(scalars)
+        self.last = result
+        if self.best is None or scalars["top1"] > self.best["top1"]:
+            self.best = scalars
+
+
 def run_stage(config, workdir: str, stage: str) -> dict:
     """Trains one stage ('pretrain' or 'finetune') in `workdir`; returns its summary."""
     os.makedirs(workdir, exist_ok=True)
@@ -294,13 +327,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     image_shape = (image_size, image_size, config.data.in_chans)
     counts = np.asarray(train_source.class_counts)
 
-    if stage == "pretrain":
-        model = build_mae(config, image_size)
-        loss_fn, init_params = pretrain_loss_fn(model), None
-    else:
-        model = build_vit(config, len(counts), image_size, stage_cfg.drop_path)
-        loss_fn = finetune_loss_fn(model, stage_cfg, counts)
-        init_params = handover_fn(config, stage_cfg, model)
+    model, loss_fn, init_params = stage_model(config, stage, image_size, counts)
+    loss_fn = device_augment.wrap_loss_fn(loss_fn, data_cfg)  # no-op unless data.device_augment
     abstract_params = jax.eval_shape(
         lambda: model.init({"params": jax.random.key(0), "masking": jax.random.key(0)},
                            jnp.zeros((1, *image_shape)), train=False)["params"])
@@ -322,8 +350,10 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     abstract_state = jax.tree_util.tree_map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
     restored, start_step = checkpoint.restore_latest(manager, abstract_state, train_iter)
+    writer = report.MetricWriter(workdir, stage)
     if restored is not None:
         state = restored
+        writer.truncate_after(start_step)  # drop lines logged after the last checkpoint
         logging.warning("resumed %s from step %d", stage, start_step)
 
     step_fn = jax.jit(make_train_step(loss_fn, tx, schedule, stage_cfg.grad_accum_steps),
@@ -336,10 +366,10 @@ def run_stage(config, workdir: str, stage: str) -> dict:
             **shard)
         eval_fn = make_eval_fn(model, shardings.params, mesh)
 
-    writer = report.MetricWriter(workdir, stage)
     progress = _Progress(stage, total_steps, start_step, global_batch)
     preemption = _Preemption()
-    history, best, pending, last_eval = [], None, [], None
+    evals = _EvalTracker(writer, writer.read_eval_history())
+    pending = []
     eval_every = max(int(round(stage_cfg.get("eval_every_epochs", 1) * steps_per_epoch)), 1)
     stop_after = config.stop_after_steps
     step = start_step
@@ -360,11 +390,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 eval_result = evaluate(eval_fn, state.params, eval_loader, mesh, len(counts),
                                        counts)
                 eval_result["epoch"] = step / steps_per_epoch
-                last_eval = eval_result
-                writer.write(step, {f"eval_{k}": v for k, v in scalar_metrics(eval_result).items()})
-                if best is None or eval_result["top1"] > best["top1"]:
-                    best = eval_result
-                history.append(scalar_metrics(eval_result))
+                evals.add(step, eval_result)
             stopping = preemption.requested or step == stop_after
             checkpoint.save(manager, step, state, train_iter, eval_result,
                             force=stopping or step == total_steps)
@@ -386,12 +412,13 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     if stage == "pretrain":
         write_reconstructions(config, data_cfg, workdir, model, state.params, eval_source)
     else:
-        if last_eval is None:  # resumed at the very end: score the final params once
-            last_eval = evaluate(eval_fn, state.params, eval_loader, mesh, len(counts), counts)
-            last_eval["epoch"] = stage_cfg.epochs
-            best = best or last_eval
-        write_eval_outputs(workdir, "final", last_eval, train_source)
-        summary.update(final=scalar_metrics(last_eval), best=scalar_metrics(best), history=history)
+        final = evals.last
+        if final is None:  # resumed at the very end: score the final params once more
+            final = evaluate(eval_fn, state.params, eval_loader, mesh, len(counts), counts)
+            final["epoch"] = step / steps_per_epoch
+        write_eval_outputs(workdir, "final", final, train_source)
+        summary.update(final=scalar_metrics(final), best=evals.best or scalar_metrics(final),
+                       history=evals.history)
         if report.is_writer():
             print(report.format_results_table(summary["final"], summary["best"]), flush=True)
     return summary

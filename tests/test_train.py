@@ -76,6 +76,10 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     losses = lambda d: {r["step"]: r["loss"] for r in read_jsonl(d / "metrics.jsonl")  # noqa: E731
                         if "loss" in r}
     assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    # Best and final epochs cover the whole run, across the restart.
+    assert resumed["best"]["top1"] == straight["best"]["top1"]
+    assert resumed["final"]["top1"] == straight["final"]["top1"]
+    assert len(resumed["history"]) == len(straight["history"]) == 2
 
 
 def test_nan_loss_stops_with_the_step(tmp_path):

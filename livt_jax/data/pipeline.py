@@ -19,6 +19,11 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage):
     ``mean``, ``std`` (per channel, [0, 1] units).
   - ``sampler``: 'instance' | 'class_balanced' | 'sqrt' | 'progressive'.
   - ``worker_count`` (optional, default 0): grain worker processes.
+  - ``device_augment`` (optional, default False): the train loader yields
+    ``{'image': uint8 (b, H, W, C), 'label'}`` with no host augmentation (all
+    training images must have one size, e.g. a cache) and the train step
+    augments on the device (``device_augment.device_train_transform``: no
+    RandAugment). The eval loader is unchanged.
 
 ``config.aug``
   - ``kind``: 'mgp' (RandomResizedCrop + flip + normalise) or 'bft'
@@ -32,7 +37,8 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage):
     (S <= 224); for larger S the shorter side is resized to S (then the
     centre S x S crop).
 
-Batches: train ``{'image': float32 (b, S, S, C), 'label': int32 (b,)}``;
+Batches: train ``{'image': float32 (b, S, S, C), 'label': int32 (b,)}``
+(uint8 (b, H, W, C) source pixels with ``data.device_augment``);
 eval adds ``'mask'`` float32 (b,) (0 = padding). ``b`` is the per-process
 batch. A loader is ``grain.MapDataset.range(steps).map(make batch)``: the
 sampler draws a whole batch of record keys at once, records are read, and
@@ -157,15 +163,41 @@ def eval_image(config, image: np.ndarray) -> np.ndarray:
 
 
 class TrainBatches:
-    """step -> this process's augmented training batch (picklable, for worker processes)."""
+    """step -> this process's augmented training batch (picklable, for worker processes).
+
+    With ``data.device_augment`` the batch is the raw uint8 images (one size for
+    every record) and ``device_augment.device_train_transform`` augments them in
+    the train step.
+    """
 
     def __init__(self, config, source, sampler):
         self.config, self.source, self.sampler = config, source, sampler
+        # --- device_augment (begin)
+        self.raw_shape = None
+        if config.data.get("device_augment", False) and len(source):
+            self.raw_shape = tuple(source[0]["image"].shape)
+        # --- device_augment (end)
 
     def __call__(self, step: int) -> dict:
         keys, rng = self.sampler.draw(step)
         images, labels = read_batch(self.source, keys)
+        if self.raw_shape is not None:  # device_augment
+            return {"image": _same_size_images(images, self.raw_shape, self.source), "label": labels}
         return {"image": train_images(self.config, images, rng), "label": labels}
+
+
+# --- device_augment (begin)
+def _same_size_images(images: augment.Images, expected: tuple, source) -> np.ndarray:
+    """The uint8 (B, H, W, C) batch when every image has shape ``expected``, else a ValueError."""
+    shapes = sorted({tuple(im.shape) for im in images} | {expected})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"data.device_augment=True needs training images of one size, but source {source!r} "
+            f"has images of sizes {shapes} (H, W, C). Build a fixed-size cache (python -m "
+            f"livt_jax.data.cache ... --resize-shorter R, then data.source='cache') or set "
+            f"data.device_augment=False.")
+    return images if isinstance(images, np.ndarray) else np.stack(images)
+# --- device_augment (end)
 
 
 class EvalBatches:
