@@ -361,6 +361,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                       out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
     evaluating = stage == "finetune"
     if evaluating:
+        mesh_lib.check_global_batch(config.eval.batch_size, mesh)
         eval_loader = pipeline.make_eval_loader(
             data_cfg, eval_source, batch_size=config.eval.batch_size // jax.process_count(),
             **shard)

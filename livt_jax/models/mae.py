@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from livt_jax.models.pos_embed import sincos_2d
-from livt_jax.models.vit import LN_EPS, Dtype, Encoder, PatchEmbed, dense_init, grid_size
+from livt_jax.models.vit import (LN_EPS, Dtype, Encoder, PatchEmbed, check_images, dense_init,
+                                  grid_size)
 
 NORM_PIX_EPS = 1e-6
 
@@ -120,14 +121,8 @@ class MaskedAutoencoder(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = True):
-        grid = grid_size(self.img_size, self.patch_size)
-        expected = (grid * self.patch_size, grid * self.patch_size, self.in_chans)
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(
-                f"MaskedAutoencoder expects images (B, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}) for img_size={self.img_size}, in_chans={self.in_chans}; "
-                f"got {images.shape}."
-            )
+        grid = check_images(images, self.img_size, self.patch_size, self.in_chans,
+                            "MaskedAutoencoder")
         if num_kept(grid * grid, self.mask_ratio) == grid * grid:
             raise ValueError(
                 f"mask_ratio={self.mask_ratio} removes none of the {grid * grid} patches; "

@@ -78,6 +78,19 @@ def grid_size(img_size: int, patch_size: int) -> int:
     return img_size // patch_size
 
 
+def check_images(images: jax.Array, img_size: int, patch_size: int, in_chans: int,
+                 model_name: str) -> int:
+    """Raises naming the expected shape unless images are (B, S, S, C); returns the grid side."""
+    grid = grid_size(img_size, patch_size)
+    expected = (grid * patch_size, grid * patch_size, in_chans)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(
+            f"{model_name} expects images (B, {expected[0]}, {expected[1]}, {expected[2]}) "
+            f"for img_size={img_size}, in_chans={in_chans}; got {images.shape}."
+        )
+    return grid
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping p x p patches -> tokens: ``(B, H, W, C) -> (B, (H/p)*(W/p), D)``."""
 
@@ -269,14 +282,8 @@ class VisionTransformer(nn.Module):
         check_choice("global_pool", self.global_pool, GLOBAL_POOLS)
         if self.num_classes < 0:
             raise ValueError(f"num_classes={self.num_classes} must be >= 0 (0 = no head).")
-        grid = grid_size(self.img_size, self.patch_size)
-        expected = (grid * self.patch_size, grid * self.patch_size, self.in_chans)
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(
-                f"VisionTransformer expects images (B, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}) for img_size={self.img_size}, in_chans={self.in_chans}; "
-                f"got {images.shape}."
-            )
+        grid = check_images(images, self.img_size, self.patch_size, self.in_chans,
+                            "VisionTransformer")
         d = self.embed_dim
         x = PatchEmbed(self.patch_size, d, self.dtype, name="patch_embed")(images)
         cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, d))
