@@ -125,11 +125,8 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int) -> 
                                    num_classes, config.data.in_chans)
     loss_fn = device_augment.wrap_loss_fn(loss_fn, train.stage_data_config(config, stage))
     shape = (size, size, config.data.in_chans)
-    abstract = jax.eval_shape(lambda: model.init(
-        {"params": jax.random.key(0), "masking": jax.random.key(0)},
-        jnp.zeros((1, *shape)), train=False)["params"])
-    tx, schedule = optim.make_optimizer(config[stage].optim, abstract, stage=stage,
-                                        depth=dims["depth"], global_batch=batch,
+    tx, schedule = optim.make_optimizer(config[stage].optim, train.abstract_params(model, shape),
+                                        stage=stage, depth=dims["depth"], global_batch=batch,
                                         steps_per_epoch=1000, total_steps=100_000)
     state, shardings = train.init_state(model, tx, shape, jax.random.key(0), mesh)
     step_fn = jax.jit(train.make_train_step(loss_fn, tx, schedule, 1),

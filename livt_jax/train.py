@@ -77,6 +77,13 @@ def build_mae(config, image_size: int) -> mae_lib.MaskedAutoencoder:
         norm_pix_loss=m.norm_pix_loss, **_common_model_kwargs(config, image_size))
 
 
+def abstract_params(model, image_shape: tuple[int, int, int]) -> Any:
+    """The model's parameter shapes (`jax.ShapeDtypeStruct`s), without computing them."""
+    rngs = {"params": jax.random.key(0), "masking": jax.random.key(0)}
+    return jax.eval_shape(
+        lambda: model.init(rngs, jnp.zeros((1, *image_shape)), train=False)["params"])
+
+
 def stage_image_size(config, stage_cfg) -> int:
     return stage_cfg.image_size or config.data.image_size
 
@@ -186,12 +193,7 @@ def make_eval_fn(model, params_sharding, mesh) -> Callable:
                     in_shardings=(params_sharding, mesh_lib.batch_sharding(mesh)),
                     out_shardings=mesh_lib.batch_sharding(mesh))
 
-    def eval_fn(params, images):
-        logits = apply(params, images)
-        if jax.process_count() > 1:
-            return np.asarray(multihost_utils.process_allgather(logits, tiled=True))
-        return np.asarray(logits)
-    return eval_fn
+    return lambda params, images: _gather(apply(params, images))
 
 
 def evaluate(eval_fn, params, loader, mesh, num_classes: int, train_counts) -> dict:
@@ -206,6 +208,7 @@ def evaluate(eval_fn, params, loader, mesh, num_classes: int, train_counts) -> d
 
 
 def _gather(x: jax.Array) -> np.ndarray:
+    """A batch-sharded global array as one numpy array on every process."""
     if jax.process_count() > 1:
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
@@ -329,11 +332,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
 
     model, loss_fn, init_params = stage_model(config, stage, image_size, counts)
     loss_fn = device_augment.wrap_loss_fn(loss_fn, data_cfg)  # no-op unless data.device_augment
-    abstract_params = jax.eval_shape(
-        lambda: model.init({"params": jax.random.key(0), "masking": jax.random.key(0)},
-                           jnp.zeros((1, *image_shape)), train=False)["params"])
     tx, schedule = optim.make_optimizer(
-        stage_cfg.optim, abstract_params, stage=stage, depth=model_dims(config.model)["depth"],
+        stage_cfg.optim, abstract_params(model, image_shape), stage=stage, depth=model_dims(config.model)["depth"],
         global_batch=global_batch, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     state, shardings = init_state(model, tx, image_shape, jax.random.key(config.seed), mesh,
                                   init_params)
@@ -491,8 +491,7 @@ def evaluate_export(config, workdir: str) -> dict:
     counts = np.asarray(train_source.class_counts)
     model = build_vit(config, len(counts), stage_image_size(config, config.finetune), 0.0)
     image_shape = (model.img_size, model.img_size, config.data.in_chans)
-    abstract = jax.eval_shape(lambda: model.init(
-        jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)["params"])
+    abstract = abstract_params(model, image_shape)
     shardings = mesh_lib.state_shardings(mesh, abstract)
     abstract = jax.tree_util.tree_map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
