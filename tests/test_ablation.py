@@ -135,6 +135,7 @@ def test_collect_table_and_plots(tmp_path):
     conv = ab.format_convergence(results)
     assert conv.splitlines()[0].startswith("| loss | top-1 @ ep 1 | top-1 @ ep 2 |")
     assert "Bal-BCE" in conv
+    assert conv.splitlines()[0].endswith("| first epoch ≥ 90% of own final | mean over epochs |")
 
     results["timing"] = {"runs_s": 1.0}
     out, docs = str(tmp_path / "out"), str(tmp_path / "docs")

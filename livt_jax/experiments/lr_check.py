@@ -1,0 +1,62 @@
+"""Train-side learning-rate check for the ablation's BFT stage (no test-set selection).
+
+    python -m livt_jax.experiments.lr_check --mgp runs/ablation_ir100/seed0/mgp/export \
+        --blrs 3e-3,6e-3 --losses ce,bal_bce --out runs/lr_check_ir100
+
+Fine-tunes each (loss, blr) once (seed 0, MGP init, instance sampling) with the
+ablation's config and prints the mean of the last 5 logged *training* losses,
+the criterion used to pick `finetune.optim.blr` in `ablation.STUDY_OVERRIDES`.
+The test metrics the run also logs are not used for the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from livt_jax.experiments import ablation as ab
+
+
+def train_loss_tail(metrics_path: str, n: int = 5) -> float:
+    """Mean of the last `n` logged training losses in a metrics.jsonl."""
+    losses = []
+    with open(metrics_path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if "loss" in record and "eval_top1" not in record:
+                losses.append(record["loss"])
+    return float(np.mean(losses[-n:]))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mgp", required=True, help="MGP params export (seed 0)")
+    parser.add_argument("--imbalance-ratio", type=float, default=100.0)
+    parser.add_argument("--blrs", default="1e-3,3e-3,6e-3")
+    parser.add_argument("--losses", default="ce,bal_bce")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    from livt_jax import train
+    rows = {}
+    for loss in args.losses.split(","):
+        for blr in (float(b) for b in args.blrs.split(",")):
+            workdir = os.path.join(args.out, f"{loss}_blr{blr:g}")
+            metrics = os.path.join(workdir, "metrics.jsonl")
+            if not os.path.exists(os.path.join(workdir, "final_per_class.csv")):
+                config = ab.build_config(args.imbalance_ratio, 0, "finetune", arm=ab.Arm(loss),
+                                         mgp_export=os.path.abspath(args.mgp))
+                config.finetune.optim.blr = blr
+                train.train_and_evaluate(config, workdir)
+            rows[f"{loss}_blr{blr:g}"] = train_loss_tail(metrics)
+            print(f"{loss:8s} blr {blr:g}: final training loss (last 5 logs) "
+                  f"{rows[f'{loss}_blr{blr:g}']:.4f}", flush=True)
+    with open(os.path.join(args.out, "train_loss.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""A balanced validation set for the Animal-MNIST-LT ablation, disjoint from train and test.
+
+The long-tailed subsampling keeps 1,982 of the 8,000 training-pool images at
+IR 100; the images it drops were never seen by MGP or BFT, so `per_class` of
+them per class (seeded) form a balanced validation set. The head class keeps
+all of its 800 pool images, so it has none to spare and is left out (the set
+covers classes 1..9; `skipped_classes` says which). The ablation's
+investigations (learning rate, epochs, τ) are judged on it, never on the test
+split.
+
+    python -m livt_jax.experiments.validation --out runs/ablation_ir100 --seeds 0,1,2
+        # scores every finished arm's export on the validation set -> OUT/validation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from livt_jax.data import pipeline
+from livt_jax.data.sources import SubsetSource
+
+
+def validation_source(config, per_class: int = 100, seed: int = 1234) -> SubsetSource:
+    """`per_class` images per class from the training pool minus the LT subset; a
+    class with fewer unused images is left out (listed in `.skipped_classes`)."""
+    train, _ = pipeline.load_sources(config.data)
+    if not isinstance(train, SubsetSource):
+        raise ValueError("a validation set needs a long-tailed (subsampled) training set")
+    pool = train.parent
+    unused = np.setdiff1d(np.arange(len(pool)), train.indices)
+    rng = np.random.default_rng(seed)
+    picks, skipped = [], []
+    for c in range(pool.num_classes):
+        members = unused[pool.labels[unused] == c]
+        if len(members) < per_class:
+            skipped.append(c)
+            continue
+        picks.append(rng.choice(members, size=per_class, replace=False))
+    source = SubsetSource(pool, np.sort(np.concatenate(picks)), f"validation({per_class}/class)")
+    source.skipped_classes = skipped
+    return source
+
+
+def evaluate_export(config, export: str, source) -> dict:
+    """Scores a BFT params export on `source` (top-1, many/medium/few by train counts)."""
+    import jax
+    import jax.numpy as jnp
+
+    from livt_jax import checkpoint, mesh as mesh_lib, train
+    data_cfg = train.stage_data_config(config, "finetune")
+    train_source, _ = pipeline.load_sources(data_cfg.data)
+    counts = np.asarray(train_source.class_counts)
+    model = train.build_vit(config, len(counts), train.stage_image_size(config, config.finetune),
+                            0.0)
+    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+    shape = (1, model.img_size, model.img_size, config.data.in_chans)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
+                                                 train=False)["params"])
+    shardings = mesh_lib.state_shardings(mesh, abstract)
+    params = checkpoint.load_params_export(export, jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings))
+    loader = pipeline.make_eval_loader(data_cfg, source, batch_size=config.eval.batch_size)
+    result = train.evaluate(train.make_eval_fn(model, shardings, mesh), params, loader, mesh,
+                            len(counts), counts)
+    return {k: float(v) for k, v in result.items() if np.ndim(v) == 0}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    import ml_collections
+
+    from livt_jax.experiments import ablation as ab
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="a study folder (seed*/ARM/summary.json)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--per-class", type=int, default=100)
+    args = parser.parse_args(argv)
+    rows = {}
+    source = None
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in sorted(os.listdir(os.path.join(args.out, f"seed{seed}"))):
+            path = os.path.join(args.out, f"seed{seed}", name, "summary.json")
+            if name == "mgp" or not os.path.exists(path):
+                continue
+            with open(path, encoding="utf-8") as f:
+                summary = json.load(f)
+            config = ml_collections.ConfigDict(summary["config"])
+            if source is None:
+                source = validation_source(config, args.per_class)
+                print(f"validation: {len(source)} images, classes left out: "
+                      f"{source.skipped_classes}", flush=True)
+            rows.setdefault(name, {})[seed] = evaluate_export(config, summary["export"], source)
+            print(f"seed {seed} {name:32s} val top-1 {rows[name][seed]['top1']:.2f} "
+                  f"few {rows[name][seed].get('few', float('nan')):.2f}", flush=True)
+    table = {name: {m: ab.mean_std([r.get(m) for r in by_seed.values()])
+                    for m in ab.METRICS} for name, by_seed in rows.items()}
+    with open(os.path.join(args.out, "validation.json"), "w", encoding="utf-8") as f:
+        json.dump({"per_seed": rows, "mean_std_n": table,
+                   "skipped_classes": source.skipped_classes if source else []}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
