@@ -97,16 +97,21 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(train_counts, accuracies, s=14)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(-2, 102)
-    for threshold in (20, 100):
-        ax.axvline(threshold, color="grey", lw=0.8, ls="--")
+    accuracy_vs_count_axes(ax, "test accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def accuracy_vs_count_axes(ax, ylabel: str) -> None:
+    """Log-count x axis, 0–100 % y axis and the many/medium/few boundaries (20, 100)."""
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-2, 102)
+    for threshold in (20, 100):
+        ax.axvline(threshold, color="grey", lw=0.8, ls="--")
 
 
 def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[str]) -> None:

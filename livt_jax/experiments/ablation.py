@@ -38,6 +38,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from livt_jax import report
+
 METRICS = ("top1", "many", "medium", "few")
 
 # The one set of overrides every run of the study gets on top of configs/demo.py.
@@ -425,12 +427,7 @@ def plot_per_class(results: Mapping[str, Any], path: str, title: str) -> None:
         order = np.argsort(pc["train_count"])
         ax.plot(np.asarray(pc["train_count"])[order], np.asarray(pc["accuracy"])[order], style,
                 ms=4, label=f"{LOSS_LABELS[arm.loss]} (MGP, instance)")
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel("test accuracy (%), mean over seeds")
-    ax.set_ylim(-2, 102)
-    for threshold in (20, 100):
-        ax.axvline(threshold, color="grey", lw=0.8, ls="--")
+    report.accuracy_vs_count_axes(ax, "test accuracy (%), mean over seeds")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
