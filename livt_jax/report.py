@@ -106,7 +106,9 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
 
 def accuracy_vs_count_axes(ax, ylabel: str) -> None:
     """Log-count x axis, 0–100 % y axis and the many/medium/few boundaries (20, 100)."""
+    from matplotlib.ticker import NullFormatter
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # narrow ranges crowd the minor labels
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-2, 102)
