@@ -81,6 +81,17 @@ def _centre_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[in
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def _box_sides(area_rng, ratio_rng, shape, image_area: int, area_scale, log_ratio):
+    """Draws box sides `(round(sqrt(A·r)), round(sqrt(A/r)))`, int32 `shape` each, with
+    area A ~ U(area_scale)·image_area and r = exp(U(log_ratio))."""
+    target = image_area * jax.random.uniform(area_rng, shape, minval=area_scale[0],
+                                             maxval=area_scale[1])
+    aspect = jnp.exp(jax.random.uniform(ratio_rng, shape, minval=log_ratio[0],
+                                        maxval=log_ratio[1]))
+    return (jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32),
+            jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32))
+
+
 def sample_crop_params(
     rng: jax.Array, batch: int, height: int, width: int, scale: Sequence[float],
     ratio: Sequence[float] = RRC_RATIO, attempts: int = ATTEMPTS,
@@ -101,12 +112,7 @@ def sample_crop_params(
     """
     area_rng, ratio_rng, top_rng, left_rng = jax.random.split(rng, 4)
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    target = height * width * jax.random.uniform(
-        area_rng, (batch, attempts), minval=scale[0], maxval=scale[1])
-    aspect = jnp.exp(jax.random.uniform(ratio_rng, (batch, attempts), minval=log_ratio[0],
-                                        maxval=log_ratio[1]))
-    w = jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32)
-    h = jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32)
+    w, h = _box_sides(area_rng, ratio_rng, (batch, attempts), height * width, scale, log_ratio)
     fits = (w > 0) & (h > 0) & (w <= width) & (h <= height)
     h, w = _first_fitting(fits, h, w)
     top = _uniform_offset(top_rng, height - h)
@@ -219,12 +225,8 @@ def random_erasing(rng: jax.Array, images: jax.Array, prob: float) -> jax.Array:
     """
     b, height, width, _ = images.shape
     area_rng, ratio_rng, top_rng, left_rng, apply_rng, fill_rng = jax.random.split(rng, 6)
-    target = height * width * jax.random.uniform(
-        area_rng, (b, ATTEMPTS), minval=ERASE_AREA[0], maxval=ERASE_AREA[1])
-    aspect = jnp.exp(jax.random.uniform(ratio_rng, (b, ATTEMPTS), minval=ERASE_LOG_RATIO[0],
-                                        maxval=ERASE_LOG_RATIO[1]))
-    h = jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32)
-    w = jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32)
+    h, w = _box_sides(area_rng, ratio_rng, (b, ATTEMPTS), height * width, ERASE_AREA,
+                      ERASE_LOG_RATIO)
     fits = (h < height) & (w < width)
     h, w = _first_fitting(fits, h, w)
     erase = jax.random.bernoulli(apply_rng, prob, (b,)) & fits.any(axis=1)
