@@ -24,14 +24,16 @@ EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
 
 def make_manager(directory: str, *, save_every_steps: int, keep: int,
                  keep_best: bool, async_save: bool = True) -> ocp.CheckpointManager:
-    """A manager that saves every `save_every_steps`, keeps the last `keep`
-    checkpoints and, when `keep_best`, the one with the highest eval top-1."""
+    """A manager that saves every `save_every_steps` and at a preemption sync
+    point (orbax's policy; see `preemption`), keeps the last `keep` checkpoints
+    and, when `keep_best`, the one with the highest eval top-1."""
     policies = [pp.LatestN(keep)]
     if keep_best:
         policies.append(pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1,
                                  keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
-        save_decision_policy=sdp.FixedIntervalPolicy(save_every_steps),
+        save_decision_policy=sdp.AnySavePolicy([sdp.FixedIntervalPolicy(save_every_steps),
+                                                sdp.PreemptionCheckpointingPolicy()]),
         preservation_policy=pp.AnyPreservationPolicy(policies),
         enable_async_checkpointing=async_save,
         create=True,

@@ -2,15 +2,20 @@
 
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
+
+Exit status: 0 when the run finished (or stopped at `--config.stop_after_steps`),
+1 when it failed, and 143 (`preemption.PREEMPTED_EXIT_CODE`) when SIGTERM
+stopped it: a checkpoint was saved and the same command resumes it.
 """
 
 import os
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from livt_jax import train
+from livt_jax import preemption, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
@@ -43,7 +48,17 @@ def main(argv):
         initialize_distributed(config.distributed)
     logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.devices()[0].device_kind)
-    train.train_and_evaluate(config, _WORKDIR.value)
+    sys.exit(exit_status(train.train_and_evaluate(config, _WORKDIR.value), _WORKDIR.value))
+
+
+def exit_status(summary: dict, workdir: str) -> int:
+    """The process's exit status for a run's summary (see the module docstring)."""
+    if not summary.get("preempted"):
+        return 0
+    logging.warning("preempted: checkpoint saved at step %d in %s; exiting with status %d "
+                    "(rerun the same command to resume)", summary["stopped_at"], workdir,
+                    preemption.PREEMPTED_EXIT_CODE)
+    return preemption.PREEMPTED_EXIT_CODE
 
 
 if __name__ == "__main__":

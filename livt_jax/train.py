@@ -12,7 +12,6 @@ from per-process data, so the same code runs on 1 CPU, 8 GPUs or a TPU pod.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Any, Callable, Optional
 
@@ -25,7 +24,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, report
+from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, preemption, report
 from livt_jax.data import device_augment, mixup, pipeline
 from livt_jax.metrics import EvalAccumulator
 from livt_jax.models import mae as mae_lib, transfer, vit as vit_lib
@@ -229,21 +228,6 @@ def scalar_metrics(result: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the loop
 
-class _Preemption:
-    """Turns SIGTERM (TPU maintenance, SLURM time limit) into a flag the loop polls."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint before exiting")
-        self.requested = True
-
-    def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
-
-
 class _Progress:
     """One progress line on process 0: step, loss, lr, images/s, ETA."""
 
@@ -368,7 +352,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         eval_fn = make_eval_fn(model, shardings.params, mesh)
 
     progress = _Progress(stage, total_steps, start_step, global_batch)
-    preemption = _Preemption()
+    stop = preemption.StopRequest(manager)
     evals = _EvalTracker(writer, writer.read_eval_history())
     pending = []
     eval_every = max(int(round(stage_cfg.get("eval_every_epochs", 1) * steps_per_epoch)), 1)
@@ -392,17 +376,18 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                                        counts)
                 eval_result["epoch"] = step / steps_per_epoch
                 evals.add(step, eval_result)
-            stopping = preemption.requested or step == stop_after
+            preempted = stop.reached(step)  # every process, every step
+            stopping = preempted or step == stop_after
             checkpoint.save(manager, step, state, train_iter, eval_result,
                             force=stopping or step == total_steps)
             if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",
                                 stage, step)
-                return {"stopped_at": step, "state": state}
+                return {"stopped_at": step, "state": state, "preempted": preempted}
         _check_finite(pending)
     finally:
-        preemption.restore()
+        stop.close()
         progress.close()
         writer.close()
         manager.wait_until_finished()

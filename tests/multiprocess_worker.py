@@ -1,5 +1,15 @@
-"""One of two processes training the tiny demo config together (run by test_multiprocess)."""
+"""One process of a multi-process tiny run on localhost (started by test_multiprocess).
 
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [section.key=VALUE ...]
+
+Trains `tests.test_train.tiny_config()` (BFT stage, the overrides applied)
+with the other processes, writes the final (or preempted) parameters to
+`WORKDIR/params_{PROCESS_ID}.npz` and the summary to
+`WORKDIR/summary_{PROCESS_ID}.json`, and exits as `livt_jax.main` would.
+"""
+
+import ast
+import json
 import os
 import sys
 
@@ -9,24 +19,35 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main(process_id: int, port: int, workdir: str) -> None:
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
-                               process_id=process_id, initialization_timeout=60)
+def main(process_id: int, num_processes: int, port: int, workdir: str, overrides: list[str]):
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=60)
     from jax.experimental import multihost_utils
 
-    from livt_jax import train
+    from livt_jax import main as main_lib, train
     from tests.test_train import tiny_config
 
     config = tiny_config()
     config.stage = "finetune"
-    config.finetune.epochs = 0.3
+    for override in overrides:
+        key, value = override.split("=", 1)
+        section, name = key.split(".") if "." in key else (None, key)
+        target = config[section] if section else config
+        target[name] = ast.literal_eval(value)
+    print(f"process {process_id}: {jax.process_count()} processes, "
+          f"{jax.device_count()} devices", flush=True)
     summary = train.train_and_evaluate(config, workdir)
     params = multihost_utils.process_allgather(summary["state"].params, tiled=True)
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
     np.savez(os.path.join(workdir, f"params_{process_id}.npz"), *leaves)
-    print(f"process {process_id}: {jax.process_count()} processes, "
-          f"{jax.device_count()} devices, top1 {summary['final']['top1']:.2f}")
+    record = {k: summary[k] for k in ("stopped_at", "preempted", "final", "total_steps")
+              if k in summary}
+    with open(os.path.join(workdir, f"summary_{process_id}.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, default=float)
+    print(f"process {process_id}: {record}", flush=True)
+    sys.exit(main_lib.exit_status(summary, workdir))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:])

@@ -1,13 +1,21 @@
-"""Two JAX processes (2 CPU devices each, gloo collectives) train together on localhost."""
+"""Several JAX processes (2 CPU devices each, gloo collectives) on localhost: training
+together, a coordinated stop on SIGTERM to one of them, resume on another process count."""
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
+
+from livt_jax import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_SECONDS = 60  # a SIGTERMed pair must have exited within this
 
 
 def _free_port() -> int:
@@ -16,20 +24,84 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_to_identical_parameters(tmp_path):
+def start_workers(workdir, *overrides, num_processes=2):
+    """`num_processes` workers of one run (each under `timeout`), their output piped."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [subprocess.Popen(
-        ["timeout", "240", sys.executable, "tests/multiprocess_worker.py", str(i), str(port),
-         str(tmp_path)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True) for i in range(2)]
+    return [subprocess.Popen(
+        ["timeout", "240", sys.executable, "tests/multiprocess_worker.py", str(i),
+         str(num_processes), str(port), str(workdir), *overrides], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(num_processes)]
+
+
+def finish(procs, expected_status=0):
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+        assert p.returncode == expected_status, out[-3000:]
+    return outputs
+
+
+def load_params(workdir, process_id=0):
+    with np.load(os.path.join(workdir, f"params_{process_id}.npz")) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def load_summary(workdir, process_id=0):
+    with open(os.path.join(workdir, f"summary_{process_id}.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def logged_steps(workdir) -> list[int]:
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+            return [json.loads(line)["step"] for line in f if '"loss"' in line]
+    except (OSError, ValueError):
+        return []
+
+
+LONG = ("finetune.epochs=3", "checkpoint.save_every_steps=1000")  # only the stop saves
+
+
+def assert_same_params(a, b):
+    assert len(a) == len(b) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+        assert np.all(np.isfinite(x))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted two-process run."""
+    workdir = tmp_path_factory.mktemp("straight")
+    outputs = finish(start_workers(workdir, *LONG))
     assert all("2 processes, 4 devices" in out for out in outputs)
-    first, second = (np.load(tmp_path / f"params_{i}.npz") for i in range(2))
-    assert len(first.files) == len(second.files) > 10
-    for key in first.files:
-        np.testing.assert_array_equal(first[key], second[key])
-        assert np.all(np.isfinite(first[key]))
+    return workdir
+
+
+def test_two_processes_train_to_identical_parameters(straight):
+    assert_same_params(load_params(straight, 0), load_params(straight, 1))
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(straight, tmp_path):
+    procs = start_workers(tmp_path, *LONG)
+    deadline = time.time() + 200
+    while max(logged_steps(tmp_path), default=0) < 3:  # mid-BFT
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    signalled_at = time.time()
+    procs[1].send_signal(signal.SIGTERM)  # `timeout` passes it on to the worker
+    outputs = finish(procs, preemption.PREEMPTED_EXIT_CODE)
+    assert time.time() - signalled_at < STOP_SECONDS
+    stops = [load_summary(tmp_path, i) for i in range(2)]
+    total = load_summary(straight)["total_steps"]
+    assert stops[0]["preempted"] and stops[0]["stopped_at"] == stops[1]["stopped_at"] < total
+    step = stops[0]["stopped_at"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [str(step)]
+    assert "preempted: checkpoint saved at step" in outputs[0]
+    assert_same_params(load_params(tmp_path, 0), load_params(tmp_path, 1))
+
+    finish(start_workers(tmp_path, *LONG))  # the same command again
+    assert_same_params(load_params(tmp_path), load_params(straight))
+    assert load_summary(tmp_path)["final"] == load_summary(straight)["final"]
