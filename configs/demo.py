@@ -20,7 +20,7 @@ from livt_jax import config_lib
 def get_config(arg: str = "100"):
     c = config_lib.base_config()
     c.data.update(dict(source="animal_mnist", name="animal_mnist", imbalance_ratio=float(arg),
-                       image_size=28, in_chans=1, mean=(0.5,), std=(0.5,), sampler="instance"))
+                       image_size=28, in_chans=1, mean=(0.5,), std=(0.5,)))
     c.model.update(dict(variant="", embed_dim=64, depth=4, num_heads=4, patch_size=4,
                         decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2))
     c.pretrain.update(dict(epochs=60.0, batch_size=128))

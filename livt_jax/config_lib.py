@@ -44,19 +44,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(
         source="split_list", name="", data_dir="", train_split="", eval_split="",
         imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampler="instance",
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         worker_count=0,  # > 0: grain worker processes decode and augment
         device_augment=False))  # crop/flip/normalise on the accelerator (uint8 batches)
 
     # MGP: MAE pretraining on the long-tailed training set.
     c.pretrain = ml_collections.ConfigDict(dict(
         epochs=800.0, batch_size=4096, grad_accum_steps=1, image_size=0,  # 0 = data.image_size
+        sampler="instance",  # per stage: instance | class_balanced | sqrt | progressive
         optim=_optim(blr=1.5e-4, min_lr=0.0, warmup_epochs=40.0, b2=0.95, layer_decay=1.0),
         aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0)))
 
     # BFT: balanced fine-tuning with Bal-BCE from the MGP encoder.
     c.finetune = ml_collections.ConfigDict(dict(
-        epochs=100.0, batch_size=2048, grad_accum_steps=1, image_size=0,
+        epochs=100.0, batch_size=2048, grad_accum_steps=1, image_size=0, sampler="instance",
         init_from="",  # params export of an MGP run ('' = from scratch, or the livt hand-over)
         init_kind="mae",  # what init_from holds: 'mae' (MGP) or 'vit' (a classifier)
         drop_path=0.1, loss="bal_bce", tau=1.0, label_smoothing=0.1,

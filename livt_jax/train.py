@@ -88,10 +88,12 @@ def stage_image_size(config, stage_cfg) -> int:
 
 
 def stage_data_config(config, stage: str) -> ml_collections.ConfigDict:
-    """The `{'data', 'aug'}` view the input pipeline reads for one stage."""
+    """The `{'data', 'aug'}` view the input pipeline reads for one stage (with the
+    stage's image size and sampler in `data`)."""
     stage_cfg = config[stage]
     data = ml_collections.ConfigDict(config.data.to_dict())
     data.image_size = stage_image_size(config, stage_cfg)
+    data.sampler = stage_cfg.sampler
     return ml_collections.ConfigDict({"data": data, "aug": stage_cfg.aug.to_dict()})
 
 

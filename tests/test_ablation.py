@@ -38,7 +38,7 @@ def test_configs_share_one_schedule():
     assert len(set(signatures)) == 1
     for arm, c in configs.items():
         assert c.stage == "finetune" and c.seed == 1
-        assert c.finetune.loss == arm.loss and c.data.sampler == arm.sampler
+        assert c.finetune.loss == arm.loss and c.finetune.sampler == arm.sampler
         assert c.finetune.init_from == (mgp if arm.init == "mgp" else "")
         assert c.finetune.init_kind == "mae" and c.finetune.tau == 1.0
         assert c.finetune.epochs == ab.STUDY_OVERRIDES["finetune.epochs"]
@@ -50,7 +50,7 @@ def test_configs_share_one_schedule():
                 node = node[part]
             assert node == value, key
     pre = ab.build_config(10, 2, "pretrain", epochs_scale=0.5)
-    assert pre.stage == "pretrain" and pre.seed == 2 and pre.data.sampler == "instance"
+    assert pre.stage == "pretrain" and pre.seed == 2 and pre.pretrain.sampler == "instance"
     assert pre.pretrain.epochs == ab.STUDY_OVERRIDES["pretrain.epochs"] * 0.5
     assert pre.data.imbalance_ratio == 10.0
     with pytest.raises(KeyError):

@@ -99,7 +99,7 @@ def _main(args, **env):
 @pytest.mark.parametrize("override, message", [
     ("--config.finetune.bogus_key=1", "bogus_key"),
     ("--config.finetune.epochs=ten", "epochs"),
-    ("--config.data.sampler=nonsense", "nonsense"),
+    ("--config.finetune.sampler=nonsense", "nonsense"),
 ])
 def test_config_errors_name_the_key(tmp_path, override, message):
     result = _main(["--config", "configs/demo.py", "--workdir", str(tmp_path), override,
@@ -122,3 +122,11 @@ def test_unknown_stage_is_a_clear_error(tmp_path):
     config.stage = "train"
     with pytest.raises(ValueError, match="'train'"):
         train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_sampler_is_a_per_stage_setting():
+    config = tiny_config(**{"finetune.sampler": "class_balanced"})
+    config.stage = "livt"
+    assert "sampler" not in config.data  # `--config.data.sampler` is an unknown key
+    assert train.stage_data_config(config, "pretrain").data.sampler == "instance"
+    assert train.stage_data_config(config, "finetune").data.sampler == "class_balanced"

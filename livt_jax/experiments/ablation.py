@@ -132,7 +132,7 @@ def arm_overrides(arm: Arm, mgp_export: str) -> dict[str, Any]:
     """The keys that make one arm differ from another (nothing schedule-related)."""
     return {"finetune.loss": arm.loss,
             "finetune.init_from": mgp_export if arm.init == "mgp" else "",
-            "data.sampler": arm.sampler}
+            "finetune.sampler": arm.sampler}
 
 
 def _set(config, dotted: str, value: Any) -> None:
@@ -161,9 +161,7 @@ def build_config(imbalance_ratio: float, seed: int, stage: str, *, arm: Optional
             raise ValueError("a finetune config needs an arm")
         for key, value in arm_overrides(arm, mgp_export).items():
             _set(config, key, value)
-    elif stage == "pretrain":
-        config.data.sampler = "instance"
-    else:
+    elif stage != "pretrain":
         raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
     return config
 
@@ -171,11 +169,9 @@ def build_config(imbalance_ratio: float, seed: int, stage: str, *, arm: Optional
 def schedule_signature(config) -> dict[str, Any]:
     """What must be identical across arms: model, data, BFT schedule and recipe."""
     ft = config.finetune.to_dict()
-    for key in ("loss", "init_from"):
+    for key in ("loss", "init_from", "sampler"):
         ft.pop(key)
-    data = config.data.to_dict()
-    data.pop("sampler")
-    return {"model": config.model.to_dict(), "data": data, "finetune": ft,
+    return {"model": config.model.to_dict(), "data": config.data.to_dict(), "finetune": ft,
             "pretrain": config.pretrain.to_dict(), "eval": config.eval.to_dict()}
 
 
