@@ -69,5 +69,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))
     c.log_every_steps = 50
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
+    c.allow_config_change = False  # resume although meaning-changing keys differ (config_guard)
     c.num_vis_images = 8  # MGP reconstruction grid
     return c

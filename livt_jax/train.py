@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, preemption, report
+from livt_jax import checkpoint, config_guard, losses, mesh as mesh_lib, optim, preemption, report
 from livt_jax.data import device_augment, mixup, pipeline
 from livt_jax.metrics import EvalAccumulator
 from livt_jax.models import mae as mae_lib, transfer, vit as vit_lib
@@ -503,6 +503,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     if config.stage not in STAGES:
         raise ValueError(f"config.stage={config.stage!r}; expected one of {STAGES}")
+    config_guard.check_and_record(config, workdir)
     if config.stage == "eval":
         return evaluate_export(config, workdir)
     if config.stage != "livt":
