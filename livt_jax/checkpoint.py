@@ -5,16 +5,25 @@ params, optimizer state, step, RNG) and `data` (each process's grain iterator
 state), so a run killed at step k resumes with the same parameters and the
 same next batch. Orbax writes to a temporary directory and renames it when
 complete, so a crash never leaves a half-written step behind.
+
+Both load on any topology: arrays are restored onto the shardings the reader
+asks for (an export without a target onto this process's first device), and
+when the checkpoint was written by another number of processes the data
+position is rebuilt from the step (the samplers draw batch `step` from the
+step number alone).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Optional
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
@@ -57,16 +66,36 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with `sharding` set,
     which is what lets a checkpoint written on 8 devices load on 1 (or vice
-    versa). The iterator is restored in place. Returns `(state, step)`, or
-    `(None, 0)` when there is nothing to resume.
+    versa). The iterator is restored in place; when the checkpoint was written
+    by another number of processes it is moved to `step` instead, with one
+    warning. Returns `(state, step)`, or `(None, 0)` when there is nothing to
+    resume.
     """
     step = manager.latest_step()
     if step is None:
         return None, 0
+    writers = saved_process_count(manager, step)
+    if writers == jax.process_count():
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        return restored["state"], step
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        state=ocp.args.StandardRestore(abstract_state)))
+    grain.experimental.set_next_index(data_iterator, step)
+    logging.warning("checkpoint step %d was written by %s processes and this run has %d: the "
+                    "data position is rebuilt from the step number (batches from step %d on "
+                    "are drawn as a %d-process run draws them)", step, writers,
+                    jax.process_count(), step, jax.process_count())
     return restored["state"], step
+
+
+def saved_process_count(manager: ocp.CheckpointManager, step: int) -> Optional[int]:
+    """How many processes wrote checkpoint `step`'s iterator states (None: none saved)."""
+    directory = epath.Path(manager.directory) / str(step) / "data"
+    pattern = re.compile(r"process_\d+-of-(\d+)\.json")  # grain's file names
+    counts = {int(m.group(1)) for p in directory.glob("*") if (m := pattern.fullmatch(p.name))}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def absolute_path(path: str) -> str:
@@ -88,23 +117,30 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
 
     Raises FileNotFoundError naming the path when there is no export there, and
     ValueError naming the first differing parameter when the export belongs to
-    another model. Without `abstract_params` arrays come back as saved.
+    another model. Without `abstract_params` the arrays come back whole on this
+    process's first device, whatever the devices that wrote them.
     """
     path = absolute_path(path)
     if "://" not in path and not os.path.isdir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
     with ocp.StandardCheckpointer() as checkpointer:
+        stored = checkpointer.metadata(path).item_metadata
+        if EXPORT_KEY not in stored:
+            raise ValueError(f"{path!r} is not a params export: top-level keys {sorted(stored)}")
         if abstract_params is None:
-            tree = checkpointer.restore(path)
+            abstract_params = on_one_device(stored[EXPORT_KEY])
         else:
-            stored = checkpointer.metadata(path).item_metadata
-            if EXPORT_KEY in stored:
-                _check_same_structure(stored[EXPORT_KEY], abstract_params, path)
-            tree = checkpointer.restore(path, {EXPORT_KEY: abstract_params})
-    if EXPORT_KEY not in tree:
-        raise ValueError(f"{path!r} is not a params export: top-level keys {sorted(tree)}")
-    return tree[EXPORT_KEY]
+            _check_same_structure(stored[EXPORT_KEY], abstract_params, path)
+        return checkpointer.restore(path, {EXPORT_KEY: abstract_params})[EXPORT_KEY]
+
+
+def on_one_device(metadata: Any) -> Any:
+    """A restore target (`jax.ShapeDtypeStruct`s) for orbax array metadata: each array
+    whole on this process's first device."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), metadata)
 
 
 def _check_same_structure(stored: Any, expected: Any, path: str) -> None:
