@@ -6,6 +6,9 @@ Trains `tests.test_train.tiny_config()` (BFT stage, the overrides applied)
 with the other processes, writes the final (or preempted) parameters to
 `WORKDIR/params_{PROCESS_ID}.npz` and the summary to
 `WORKDIR/summary_{PROCESS_ID}.json`, and exits as `livt_jax.main` would.
+With CHECK_RESTORE=1 it first writes the parameters of WORKDIR's latest
+checkpoint, as `checkpoint.restore_latest` reads them here, to
+`WORKDIR/restored_{PROCESS_ID}.npz`.
 """
 
 import ast
@@ -17,6 +20,24 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def restored_state(workdir: str):
+    """`(state dict, step, next data index)` of `workdir`'s latest checkpoint, restored
+    by `checkpoint.restore_latest` onto this process's first device."""
+    import grain
+    import orbax.checkpoint as ocp
+
+    from livt_jax import checkpoint
+    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), save_every_steps=1,
+                                      keep=1, keep_best=False)
+    step = manager.latest_step()
+    stored = ocp.StandardCheckpointer().metadata(
+        os.path.join(workdir, "checkpoints", str(step), "state")).item_metadata
+    iterator = iter(grain.MapDataset.range(1000).to_iter_dataset())
+    state, step = checkpoint.restore_latest(manager, checkpoint.on_one_device(stored), iterator)
+    manager.close()
+    return state, step, grain.experimental.get_next_index(iterator)
 
 
 def main(process_id: int, num_processes: int, port: int, workdir: str, overrides: list[str]):
@@ -37,6 +58,11 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, overrides
         target[name] = ast.literal_eval(value)
     print(f"process {process_id}: {jax.process_count()} processes, "
           f"{jax.device_count()} devices", flush=True)
+    if os.environ.get("CHECK_RESTORE") == "1":
+        state, step, next_index = restored_state(workdir)
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state["params"])]
+        np.savez(os.path.join(workdir, f"restored_{process_id}.npz"), *leaves)
+        print(f"process {process_id}: restored step {step}, next batch {next_index}", flush=True)
     summary = train.train_and_evaluate(config, workdir)
     params = multihost_utils.process_allgather(summary["state"].params, tiled=True)
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]

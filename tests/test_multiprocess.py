@@ -2,17 +2,22 @@
 together, a coordinated stop on SIGTERM to one of them, resume on another process count."""
 
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from livt_jax import preemption
+from livt_jax import preemption, train
+from tests.multiprocess_worker import restored_state
+from tests.test_train import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_SECONDS = 60  # a SIGTERMed pair must have exited within this
@@ -24,11 +29,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_workers(workdir, *overrides, num_processes=2):
+def start_workers(workdir, *overrides, num_processes=2, **env):
     """`num_processes` workers of one run (each under `timeout`), their output piped."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env}
     return [subprocess.Popen(
         ["timeout", "240", sys.executable, "tests/multiprocess_worker.py", str(i),
          str(num_processes), str(port), str(workdir), *overrides], cwd=REPO, env=env,
@@ -43,8 +48,8 @@ def finish(procs, expected_status=0):
     return outputs
 
 
-def load_params(workdir, process_id=0):
-    with np.load(os.path.join(workdir, f"params_{process_id}.npz")) as f:
+def load_params(workdir, process_id=0, name="params"):
+    with np.load(os.path.join(workdir, f"{name}_{process_id}.npz")) as f:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
@@ -62,6 +67,15 @@ def logged_steps(workdir) -> list[int]:
 
 
 LONG = ("finetune.epochs=1", "checkpoint.save_every_steps=1000")  # 30 steps; only the stop saves
+REBUILT = "the data position is rebuilt from the step number"
+
+
+def long_config():
+    """The workers' config, for a run in this (one) process."""
+    config = tiny_config(**{"finetune.epochs": 1})
+    config.stage = "finetune"
+    config.checkpoint.save_every_steps = 1000
+    return config
 
 
 def assert_same_params(a, b):
@@ -84,7 +98,8 @@ def test_two_processes_train_to_identical_parameters(straight):
     assert_same_params(load_params(straight, 0), load_params(straight, 1))
 
 
-def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(straight, tmp_path):
+def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(
+        straight, tmp_path, caplog):
     procs = start_workers(tmp_path, *LONG)
     deadline = time.time() + 200
     while max(logged_steps(tmp_path), default=0) < 3:  # mid-BFT
@@ -102,6 +117,34 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(strai
     assert "preempted: checkpoint saved at step" in outputs[0]
     assert_same_params(load_params(tmp_path, 0), load_params(tmp_path, 1))
 
+    # Resume on one process (2 -> 1): the parameters as saved, the data from the step.
+    single = tmp_path.parent / (tmp_path.name + "_on_one")
+    shutil.copytree(tmp_path, single)
+    state, restored_step, next_index = restored_state(str(single))
+    assert restored_step == next_index == step
+    assert_same_params([np.asarray(x) for x in jax.tree_util.tree_leaves(state["params"])],
+                       load_params(tmp_path))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        summary = train.train_and_evaluate(long_config(), str(single))
+    assert summary["total_steps"] == total and np.isfinite(summary["final"]["top1"])
+    assert sum(REBUILT in r.getMessage() for r in caplog.records) == 1
+
     finish(start_workers(tmp_path, *LONG))  # the same command again
     assert_same_params(load_params(tmp_path), load_params(straight))
     assert load_summary(tmp_path)["final"] == load_summary(straight)["final"]
+
+
+def test_one_process_checkpoint_resumes_on_two(tmp_path):
+    config = long_config()
+    config.stop_after_steps = 4
+    assert train.train_and_evaluate(config, str(tmp_path))["stopped_at"] == 4
+    state, _, _ = restored_state(str(tmp_path))
+    saved = [np.asarray(x) for x in jax.tree_util.tree_leaves(state["params"])]
+    outputs = finish(start_workers(tmp_path, *LONG, CHECK_RESTORE="1"))
+    for i, out in enumerate(outputs):
+        assert "restored step 4, next batch 4" in out, out[-3000:]
+        assert_same_params(load_params(tmp_path, i, "restored"), saved)
+        assert out.count(REBUILT) == 2, out[-3000:]  # the check's restore and the run's
+    assert load_summary(tmp_path)["total_steps"] == 30
+    assert_same_params(load_params(tmp_path, 0), load_params(tmp_path, 1))
