@@ -1,16 +1,24 @@
 # shellcheck shell=bash disable=SC2034  # the globals are read by the launchers
 # Helpers shared by the livt-jax launchers (sourced, never executed).
 #
-# Each launcher parses its own options and collects the training command's
-# pieces into CONFIG, WORKDIR and the OVERRIDES array; `main_command` turns
-# them into MAIN_CMD. With DRY_RUN=1, `run_or_print` prints a command (quoted
-# so it can be pasted into a shell) instead of running it.
+# Each launcher puts its arguments in one form with `normalize_args` (every
+# option may be written `--option value` or `--option=value`), parses its own
+# options and collects the training command's pieces into CONFIG, WORKDIR and
+# the OVERRIDES array; `main_command` turns them into MAIN_CMD. With DRY_RUN=1,
+# `run_or_print` prints a command (quoted so it can be pasted into a shell)
+# instead of running it.
+#
+# Stopping: the training processes catch SIGTERM together (livt_jax.preemption),
+# save one checkpoint at a step they agree on and exit with PREEMPTED_STATUS;
+# rerunning the same command resumes.
 
 DRY_RUN=${DRY_RUN:-0}
 CONFIG=""
 WORKDIR=""
 OVERRIDES=()
 MAIN_CMD=()
+ARGS=()
+PREEMPTED_STATUS=143  # livt_jax.preemption.PREEMPTED_EXIT_CODE (128 + SIGTERM)
 
 # die MESSAGE: print an error naming the bad value and exit with status 2.
 die() {
@@ -39,6 +47,24 @@ quote_words() {
   echo "${out[*]}"
 }
 
+# normalize_args ARG...: fill ARGS with the arguments in one form:
+# `--option=value` becomes `--option value`, and `--config.key value`
+# becomes the override `--config.key=value`.
+normalize_args() {
+  ARGS=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --config.*=*) ARGS+=("$1"); shift ;;
+      --config.*)
+        [[ $# -ge 2 && "$2" != --* ]] ||
+          die "config override $1 needs the form --config.key=value or --config.key value"
+        ARGS+=("$1=$2"); shift 2 ;;
+      --*=*) ARGS+=("${1%%=*}" "${1#*=}"); shift ;;
+      *) ARGS+=("$1"); shift ;;
+    esac
+  done
+}
+
 # run_or_print CMD...: run CMD, or print it when DRY_RUN=1.
 run_or_print() {
   if [[ "$DRY_RUN" == 1 ]]; then
@@ -56,7 +82,6 @@ take_main_arg() {
     --config) need_value "$@"; CONFIG=$2; TAKEN=2 ;;
     --workdir) need_value "$@"; WORKDIR=$2; TAKEN=2 ;;
     --config.*=*) OVERRIDES+=("$1"); TAKEN=1 ;;
-    --config.*) die "config override $1 needs the form --config.key=value" ;;
   esac
 }
 

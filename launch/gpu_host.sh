@@ -11,6 +11,8 @@ Options:
   --config FILE[:ARGS]  config, e.g. configs/cifar_lt.py or configs/demo.py
   --workdir DIR         checkpoints and logs
   --config.key=value    config overrides, passed through unchanged
+                        (every option may also be written --option=value, and
+                        an override --config.key value)
   --gpus LIST           restrict to these GPUs (sets CUDA_VISIBLE_DEVICES), e.g. 0,1
   --python PYTHON       interpreter [LIVT_PYTHON, default python3]
   --dry-run             print the environment and command instead of running it
@@ -25,6 +27,10 @@ Environment set for the run (values already in the environment win):
       JAX preallocates this fraction of each GPU (its default is 0.75).
   TF_CPP_MIN_LOG_LEVEL=1
       hides XLA's informational log lines.
+
+The shell is replaced by the training process (exec), so a SIGTERM sent to
+this script's pid reaches it: it saves a checkpoint and exits with status 143;
+run the same command again to resume.
 
 Example:
   launch/gpu_host.sh --config configs/cifar_lt.py --workdir /tmp/cifar10_lt \
@@ -41,6 +47,8 @@ GPUS=""
 LATENCY_HIDING=--xla_gpu_enable_latency_hiding_scheduler=true
 
 parse_args() {
+  normalize_args "$@"
+  set -- "${ARGS[@]}"
   while [[ $# -gt 0 ]]; do
     take_main_arg "$@"
     if [[ $TAKEN -gt 0 ]]; then
@@ -80,7 +88,11 @@ main() {
       [[ -z "${!var:-}" ]] || echo "export $(quote_words "$var=${!var}")"
     done
   fi
-  run_or_print "${MAIN_CMD[@]}"
+  if [[ "$DRY_RUN" == 1 ]]; then
+    quote_words "${MAIN_CMD[@]}"
+  else
+    exec "${MAIN_CMD[@]}"
+  fi
 }
 
 main "$@"

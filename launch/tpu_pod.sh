@@ -12,7 +12,9 @@ Commands (each acts on every worker of the slice):
   run      start the same training command on every worker, in the
            background (log: ~/livt_jax.log on each worker, pid: ~/livt_jax.pid)
   logs     follow worker 0's training log
-  stop     stop the training processes started by `run`
+  stop     stop the training started by `run`: SIGTERM to every worker's
+           processes, which agree on a step, save one checkpoint there and
+           exit with status 143 (`run` again resumes from it)
   delete   delete the TPU VM slice
   status   describe the TPU VM slice
 
@@ -34,6 +36,8 @@ Options (environment variable in brackets):
   --workdir gs://...       run: checkpoints/logs; must be a gs:// path that
                            every worker shares
   --config.key=value       run: config overrides, passed through unchanged
+Every option may also be written --option=value, and an override
+--config.key value.
   --dry-run                print the commands instead of running them
   -h, --help               show this help
 
@@ -42,6 +46,10 @@ The training command on every worker is
       --config.multihost=True [--config.key=value ...]
 so jax.distributed.initialize() discovers the slice's hosts by itself. Put the
 data on gs:// too, e.g. --config.data.data_dir=gs://bucket/imagenet_lt.
+A maintenance event or Spot preemption sends SIGTERM to the training process
+of the host concerned; JAX's preemption service tells the other hosts, all
+save one checkpoint at the same step and exit with status 143 ("preempted:
+checkpoint saved at step N" in the log); `run` again resumes from it.
 
 Example (a 2-host v4-16 slice):
   launch/tpu_pod.sh --name livt --zone us-central2-b --accelerator-type v4-16 create
@@ -79,6 +87,8 @@ default_version() {
 }
 
 parse_args() {
+  normalize_args "$@"
+  set -- "${ARGS[@]}"
   while [[ $# -gt 0 ]]; do
     take_main_arg "$@"
     if [[ $TAKEN -gt 0 ]]; then

@@ -139,6 +139,7 @@ def test_tpu_run_rejects_local_workdir():
         ([*TPU, "create", "delete"], "two commands"),
         ([*TPU, "--name"], "--name needs a value"),
         ([*TPU, "run", "--config.stage"], "--config.stage needs the form"),
+        ([*TPU, "run", "--config.stage", "--dry-run"], "--config.stage needs the form"),
         ([*TPU, "--accelerator-type", "x9-8", "--dry-run", "create"], "'x9-8'"),
     ],
 )
@@ -290,3 +291,86 @@ def test_shellcheck():
         [shellcheck, "-x", *(str(LAUNCH / s) for s in SCRIPTS)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- both option forms, stopping
+
+
+def equals_form(args: list[str]) -> list[str]:
+    """`--option value` -> `--option=value`; `--config.key=value` -> `--config.key value`."""
+    out, i = [], 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("--config.") and "=" in word:
+            out += word.split("=", 1)
+            i += 1
+        elif word.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--") \
+                and word not in ("--dry-run", "--spot", "--per-gpu"):
+            out.append(f"{word}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(word)
+            i += 1
+    return out
+
+
+SPACED = ["--config", "configs/my config.py", "--workdir", "/tmp/my run", "--config.notes=a b's",
+          "--config.stage=livt"]
+
+
+def test_equals_form_helper():
+    assert equals_form(["--a", "1", "--dry-run", "--config.k=v w", "run"]) == [
+        "--a=1", "--dry-run", "--config.k", "v w", "run"]
+
+
+@pytest.mark.parametrize("script, extra", [
+    ("gpu_host.sh", ["--gpus", "0,1"]),
+    ("slurm.sbatch", ["--nodes", "2", "--gpus-per-node", "4"]),
+])
+def test_both_option_forms_give_the_same_command(script, extra):
+    args = ["--dry-run", *extra, *SPACED]
+    plain, equals = run(script, *args), run(script, *equals_form(args))
+    assert plain.returncode == equals.returncode == 0, plain.stderr + equals.stderr
+    assert plain.stdout == equals.stdout
+    command = shlex.split([l for l in plain.stdout.splitlines() if "livt_jax.main" in l][0])
+    start = command.index("--config")
+    assert command[start:start + 4] == ["--config", "configs/my config.py", "--workdir", "/tmp/my run"]
+    assert "--config.notes=a b's" in command and "--config.stage=livt" in command
+
+
+def test_tpu_run_both_forms_and_a_workdir_with_spaces():
+    args = [*TPU, "--dry-run", "run", "--config", "c.py", "--workdir", "gs://b/my run",
+            "--config.stage=livt"]
+    plain, equals = run("tpu_pod.sh", *args), run("tpu_pod.sh", *equals_form(args))
+    assert plain.returncode == 0 and plain.stdout == equals.stdout, plain.stderr + equals.stderr
+    (ssh,) = lines_starting(plain.stdout, "gcloud compute tpus tpu-vm ssh")
+    remote = remote_command(ssh)
+    assert remote[remote.index("--workdir") + 1] == "gs://b/my run"
+    assert "--config.stage=livt" in remote
+
+
+def test_slurm_passes_sigterm_to_every_task_and_requeues_when_preempted(stub_bin):
+    header = (LAUNCH / "slurm.sbatch").read_text()
+    assert "#SBATCH --signal=TERM@" in header and "#SBATCH --requeue" in header
+    (stub_bin / "srun").write_text('#!/usr/bin/env bash\necho "srun-called $*"\nexit 143\n')
+    (stub_bin / "scontrol").write_text('#!/usr/bin/env bash\necho "scontrol-called $*"\n')
+    (stub_bin / "scontrol").chmod(0o755)
+    env = env_with_stubs(stub_bin, SLURM_JOB_ID="7", SLURM_JOB_NUM_NODES="2",
+                         SLURM_SUBMIT_DIR=str(ROOT))
+    out = run("slurm.sbatch", *TRAIN, env=env)
+    assert out.returncode == 143
+    assert "scontrol-called requeue 7" in out.stdout.splitlines()
+    assert "checkpoint saved): requeueing job 7" in out.stderr
+    dry = run("slurm.sbatch", "--dry-run", *TRAIN)
+    assert "scontrol requeue" in dry.stdout
+
+
+def test_gpu_host_execs_python_so_sigterm_reaches_it(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/usr/bin/env bash\necho "pid=$$ parent=$PPID"\n')
+    fake_python.chmod(0o755)
+    proc = subprocess.Popen(["bash", str(LAUNCH / "gpu_host.sh"), "--python", str(fake_python),
+                             "--config", "c.py", "--workdir", "w"], stdout=subprocess.PIPE,
+                            text=True, env=clean_env())
+    out, _ = proc.communicate(timeout=30)
+    assert out.strip().startswith(f"pid={proc.pid} ")  # the launcher's own process
