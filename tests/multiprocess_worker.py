@@ -1,6 +1,6 @@
 """One process of a multi-process tiny run on localhost (started by test_multiprocess).
 
-    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [section.key=VALUE ...]
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [section.key=VALUE]...
 
 Trains `tests.test_train.tiny_config()` (BFT stage, the overrides applied)
 with the other processes, writes the final (or preempted) parameters to

@@ -334,7 +334,8 @@ def test_both_option_forms_give_the_same_command(script, extra):
     assert plain.stdout == equals.stdout
     command = shlex.split([l for l in plain.stdout.splitlines() if "livt_jax.main" in l][0])
     start = command.index("--config")
-    assert command[start:start + 4] == ["--config", "configs/my config.py", "--workdir", "/tmp/my run"]
+    assert command[start:start + 4] == ["--config", "configs/my config.py",
+                                        "--workdir", "/tmp/my run"]
     assert "--config.notes=a b's" in command and "--config.stage=livt" in command
 
 
