@@ -1,9 +1,10 @@
 """One process of a multi-process tiny run on localhost (started by test_multiprocess).
 
-    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR [section.key=VALUE]...
+    python tests/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
 
-Trains `tests.test_train.tiny_config()` (BFT stage, the overrides applied)
-with the other processes, writes the final (or preempted) parameters to
+JOB `validate` scores the params export in WORKDIR/export on the validation
+set. JOB `train` trains `tests.test_train.tiny_config()` (BFT stage, the
+overrides applied) with the other processes, writes the final (or preempted) parameters to
 `WORKDIR/params_{PROCESS_ID}.npz` and the summary to
 `WORKDIR/summary_{PROCESS_ID}.json`, and exits as `livt_jax.main` would.
 With CHECK_RESTORE=1 it first writes the parameters of WORKDIR's latest
@@ -40,10 +41,26 @@ def restored_state(workdir: str):
     return state, step, grain.experimental.get_next_index(iterator)
 
 
-def main(process_id: int, num_processes: int, port: int, workdir: str, overrides: list[str]):
+def validate(process_id: int, workdir: str) -> None:
+    from livt_jax.experiments import validation
+    from tests.test_train import tiny_config
+
+    config = tiny_config()
+    source = validation.validation_source(config)
+    result = validation.evaluate_export(config, os.path.join(workdir, "export"), source)
+    with open(os.path.join(workdir, f"validation_{process_id}.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    print(f"process {process_id}: {jax.process_count()} processes, "
+          f"{jax.device_count()} devices, val top1 {result['top1']:.2f}")
+
+
+def main(process_id: int, num_processes: int, port: int, workdir: str, job: str,
+         overrides: list[str]):
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                num_processes=num_processes, process_id=process_id,
                                initialization_timeout=60)
+    if job == "validate":
+        return validate(process_id, workdir)
     from jax.experimental import multihost_utils
 
     from livt_jax import main as main_lib, train
@@ -76,4 +93,5 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, overrides
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5],
+         sys.argv[6:])

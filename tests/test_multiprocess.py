@@ -15,7 +15,10 @@ import jax
 import numpy as np
 import pytest
 
-from livt_jax import preemption, train
+from livt_jax import checkpoint, preemption, train
+from livt_jax.config_lib import stage_image_size
+from livt_jax.experiments import validation
+from livt_jax.models import factory
 from tests.multiprocess_worker import restored_state
 from tests.test_train import tiny_config
 
@@ -29,14 +32,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_workers(workdir, *overrides, num_processes=2, **env):
+def start_workers(workdir, *overrides, num_processes=2, job="train", **env):
     """`num_processes` workers of one run (each under `timeout`), their output piped."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env}
     return [subprocess.Popen(
         ["timeout", "240", sys.executable, "tests/multiprocess_worker.py", str(i),
-         str(num_processes), str(port), str(workdir), *overrides], cwd=REPO, env=env,
+         str(num_processes), str(port), str(workdir), job, *overrides], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(num_processes)]
 
@@ -148,3 +151,30 @@ def test_one_process_checkpoint_resumes_on_two(tmp_path):
         assert out.count(REBUILT) == 2, out[-3000:]  # the check's restore and the run's
     assert load_summary(tmp_path)["total_steps"] == 30
     assert_same_params(load_params(tmp_path, 0), load_params(tmp_path, 1))
+
+
+def test_two_processes_validate_like_one(tmp_path):
+    """The validation study's scores on 2 processes (each reading its shard of the
+    set, half the eval batch) equal those of 1 process over 8 devices."""
+    pytest.importorskip("animal_mnist")
+    config = tiny_config()
+    model = factory.build_vit(config, 10, stage_image_size(config, "finetune"), drop_path=0.0)
+    params = jax.device_get(model.init(jax.random.key(0), np.zeros((1, 28, 28, 1)),
+                                       train=False)["params"])
+    # A head of std 1 (not the init's 2e-5) gives logits with clear winners.
+    params["head"]["kernel"] = np.random.default_rng(0).normal(
+        size=params["head"]["kernel"].shape).astype(np.float32)
+    checkpoint.save_params_export(str(tmp_path / "export"), params)
+    source = validation.validation_source(config)
+    one = validation.evaluate_export(config, str(tmp_path / "export"), source)
+    assert one["num_examples"] == len(source) > 0
+
+    outputs = finish(start_workers(tmp_path, job="validate"))
+    assert all("2 processes, 4 devices" in out for out in outputs)
+    for i in range(2):
+        with open(tmp_path / f"validation_{i}.json", encoding="utf-8") as f:
+            two = json.load(f)
+        assert two["num_examples"] == len(source)  # each image counted once
+        assert two.keys() == one.keys()
+        for key, value in one.items():
+            assert two[key] == pytest.approx(value, abs=1e-6), key

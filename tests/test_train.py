@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import demo
-from livt_jax import checkpoint, train
+from livt_jax import checkpoint, config_lib, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,5 +128,5 @@ def test_sampler_is_a_per_stage_setting():
     config = tiny_config(**{"finetune.sampler": "class_balanced"})
     config.stage = "livt"
     assert "sampler" not in config.data  # `--config.data.sampler` is an unknown key
-    assert train.stage_data_config(config, "pretrain").data.sampler == "instance"
-    assert train.stage_data_config(config, "finetune").data.sampler == "class_balanced"
+    assert config_lib.stage_data_config(config, "pretrain").data.sampler == "instance"
+    assert config_lib.stage_data_config(config, "finetune").data.sampler == "class_balanced"
