@@ -75,7 +75,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
                 data=grain.checkpoint.CheckpointRestore(data_iterator)))
         except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
             reason = _first_line(e)
-            logging.warning("checkpoint step %d in %s is corrupt, skipping it: %s",
+            logging.warning("checkpoint step %d in %s cannot be restored, skipping it: %s",
                             step, manager.directory, reason)
             failures.append((step, reason))
             continue
@@ -85,8 +85,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
                             step, _describe(failures))
         return restored["state"], step
     if failures:
-        raise NoIntactCheckpointError(f"no intact checkpoint in {manager.directory}: "
-                                      f"{_describe(failures)} (delete the folder to start over)")
+        raise NoIntactCheckpointError(
+            f"no intact checkpoint in {manager.directory}: {_describe(failures)} (corrupt, or "
+            "written by another model or config; delete the folder to start over)")
     return None, 0
 
 

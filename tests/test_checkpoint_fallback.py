@@ -56,7 +56,7 @@ def test_corrupt_latest_step_falls_back_to_the_previous_one(tmp_path, caplog, da
     with caplog.at_level(logging.WARNING):
         state, step = checkpoint.restore_latest(manager, abstract, iterator)
     assert step == 5 and float(state["w"][0]) == 5.0 and next(iterator) == 5  # step 5's next batch
-    assert "checkpoint step 10" in caplog.text and "corrupt, skipping it" in caplog.text
+    assert "checkpoint step 10" in caplog.text and "cannot be restored, skipping it" in caplog.text
     assert "resuming from step 5" in caplog.text
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5", "corrupt_step_10"]
     assert manager.all_steps() == [5]  # step 10 can be saved again
@@ -69,7 +69,7 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
         truncate_arrays(str(tmp_path / "checkpoints" / step))
     with pytest.raises(checkpoint.NoIntactCheckpointError,
                        match=r"no intact checkpoint in .*checkpoints: step 10: .*; step 5: .*"
-                             r"delete the folder to start over"):
+                             r"corrupt, or written by another model.*delete the folder"):
         checkpoint.restore_latest(manager, abstract, iterator)
     manager.close()
 

@@ -47,3 +47,21 @@ def test_runtime_failure_exits_1_with_one_line_and_traceback_on_request(tmp_path
     assert len(lines) == 1 and "nowhere" in lines[0] and "--traceback" in lines[0], lines
     verbose = run_main(tmp_path, *missing, "--traceback")
     assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+
+
+def test_unrestorable_checkpoints_are_one_line_not_an_orbax_dump(tmp_path):
+    """A checkpoint the run cannot restore (here: another model's state) ends in one line."""
+    import grain
+    import jax.numpy as jnp
+
+    from livt_jax import checkpoint
+
+    manager = checkpoint.make_manager(str(tmp_path / "run" / "checkpoints"), save_every_steps=1,
+                                      keep=1, keep_best=False, async_save=False)
+    checkpoint.save(manager, 5, {"w": jnp.zeros(4)}, iter(grain.MapDataset.range(9).to_iter_dataset()))
+    manager.close()
+    result = run_main(tmp_path, "--config.stage=pretrain")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no intact checkpoint in" in errors[0] and "step 5" in errors[0]
+    assert "Event loop is closed" not in result.stderr and "Traceback" not in result.stderr

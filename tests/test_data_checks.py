@@ -71,6 +71,17 @@ def test_empty_class_after_subsampling_names_classes_and_settings(image_folder):
     assert train.class_counts.min() >= 1
 
 
+def test_empty_class_stops_livt_before_mgp_trains(tmp_path):
+    from configs import demo
+    from livt_jax import train
+
+    config = demo.get_config("1000")  # Animal-MNIST: 800 images in the head, tail target int(0.8) = 0
+    with pytest.raises(ValueError, match=r"1 of 10 classes \(9\) have no training images after long-"
+                                         r"tailed subsampling with data.imbalance_ratio=1000.0.*<= 800"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert [names for _, _, names in os.walk(tmp_path / "run") if names] == []  # nothing written
+
+
 # ----------------------------------------------------------------------------- images
 
 
@@ -125,6 +136,7 @@ def test_failed_rebuild_leaves_the_old_cache_as_it_was(image_folder, tmp_path, c
     ("truncate_labels", r"train_labels.npy' is truncated or corrupt"),
     ("fewer_labels", r"train_labels.npy has 5 labels, the manifest 6"),
     ("other_labels", r"train_labels.npy does not match the manifest's checksum"),
+    ("fewer_images", r"train_images.npy has shape \(5, 8, 8, 3\), the manifest \(6, 8, 8, 3\)"),
     ("no_manifest", r"manifest.json' is missing.*not a complete cache"),
 ])
 def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message):
@@ -138,6 +150,8 @@ def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message)
         np.save(out / "train_labels.npy", labels[:5])
     elif damage == "other_labels":
         np.save(out / "train_labels.npy", labels[::-1])
+    elif damage == "fewer_images":
+        np.save(out / "train_images.npy", np.load(out / "train_images.npy")[:5])
     else:
         os.remove(out / "manifest.json")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
