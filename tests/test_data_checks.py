@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from livt_jax.data import cache, pipeline
 from livt_jax.data.sources import CacheSource, SplitListSource

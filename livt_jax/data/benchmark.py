@@ -16,7 +16,6 @@ unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 
