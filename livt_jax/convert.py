@@ -41,19 +41,15 @@ is given, which runs a full (code-executing) pickle load.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pickle
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from livt_jax.checkpoint import (EXPORT_KEY, absolute_path, load_params_export,
-                                 save_params_export)
+from livt_jax.checkpoint import absolute_path, load_params_export, save_params_export
 KINDS = ("vit", "mae")
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -109,17 +105,14 @@ def model_shapes(kind: str, **model_kwargs: Any) -> Any:
     ``model_kwargs`` are fields of ``VisionTransformer`` / ``MaskedAutoencoder``.
     Uses ``jax.eval_shape``: nothing is computed.
     """
+    from livt_jax.models import factory
     from livt_jax.models.mae import MaskedAutoencoder
     from livt_jax.models.vit import VisionTransformer
 
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
-    model = (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs)
-    images = jax.ShapeDtypeStruct((1, model.img_size, model.img_size, model.in_chans), jnp.float32)
-    key = jax.random.key(0)
-    rngs = {"params": key, "dropout": key, "masking": key}
-    init = functools.partial(model.init, train=False)
-    return jax.eval_shape(init, rngs, images)[EXPORT_KEY]
+    return factory.abstract_params(
+        (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs))
 
 
 def _converters(kind: str):
