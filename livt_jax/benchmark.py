@@ -1,4 +1,6 @@
-"""Train-step speed: `python -m livt_jax.benchmark [--config ...] [--compare-torch]`.
+"""Train-step speed: `livt-benchmark [--config ...] [--compare-torch]`.
+
+`python -m livt_jax.benchmark` is the same command.
 
 Times the project's real jitted train step (`stage.build_stage`, the one
 `train.run_stage` runs: model, loss, Mixup/CutMix on device, AdamW with
@@ -26,7 +28,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from livt_jax import mesh as mesh_lib, stage as stage_lib
+from livt_jax import console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
@@ -235,6 +237,11 @@ def main(argv):
     if _COMPARE_TORCH.value:
         rows.append(torch_reference(config, _BATCH.value, _STEPS.value, _WARMUP.value))
     print(format_table(rows, gemm_peak_flops()), flush=True)
+
+
+def run() -> None:
+    """The `livt-benchmark` console command."""
+    console.run(main, __name__)
 
 
 if __name__ == "__main__":

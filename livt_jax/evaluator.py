@@ -109,7 +109,10 @@ def evaluate_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
     os.makedirs(workdir, exist_ok=True)
-    evaluator = Evaluator.for_config(config, mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp))
+    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+    evaluator = Evaluator.for_config(config, mesh)
+    if report.is_writer():
+        print(f"eval: {mesh_lib.describe(mesh, config.eval.batch_size)}", flush=True)
     result = evaluator.run(evaluator.load_export(config.eval.params_from))
     evaluator.write_outputs(workdir, "eval", result)
     report.MetricWriter(workdir, "eval").write(0, scalar_metrics(result))
