@@ -18,16 +18,16 @@ setup(
         "jax>=0.7",
         "flax>=0.10",
         "optax>=0.2.5",
-        "orbax-checkpoint>=0.11.13",  # checkpoint_managers.preservation_policy
+        "orbax-checkpoint>=0.11.17",  # public preservation_policy that imports with jax>=0.7
         "grain>=0.2.10",
         "ml-collections>=1.0",
         "tensorflow-datasets>=4.9.7",
         "array-record>=0.5",  # tfds.data_source reads ArrayRecord files with it
-        "numpy>=1.26",
+        "numpy>=2.0",  # the demo data's pickles name numpy._core
         "absl-py>=1.0",
         "pillow>=10.0",
-        "matplotlib>=3.7",
-        "tensorboardX>=2.6",
+        "matplotlib>=3.8.4",  # the first built for numpy 2
+        "tensorboardX>=2.6.1",
         "tqdm>=4.60",
         "safetensors>=0.4",  # .safetensors in and out without torch
     ],
