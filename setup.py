@@ -13,23 +13,25 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["livt_jax", "livt_jax.*"]),
-    # Lower bounds: the oldest releases this code runs with (see setup.py's history).
+    # Lower bounds (checked 2026-11-28): `uv pip install --resolution lowest-direct` of
+    # these, then the convert, train (MGP+BFT, kill/resume), data-pipeline and profiling
+    # tests pass. Where the release before was tried, the comment says how it failed.
     install_requires=[
-        "jax>=0.7",
-        "flax>=0.10",
-        "optax>=0.2.5",
-        "orbax-checkpoint>=0.11.17",  # public preservation_policy that imports with jax>=0.7
-        "grain>=0.2.10",
-        "ml-collections>=1.0",
-        "tensorflow-datasets>=4.9.7",
-        "array-record>=0.5",  # tfds.data_source reads ArrayRecord files with it
-        "numpy>=2.0",  # the demo data's pickles name numpy._core
+        "jax>=0.7.1",  # 0.7.0: orbax's save calls jax.sharding.set_mesh, None there
+        "flax>=0.10",  # 0.9.0 with jax 0.7: 'DynamicJaxprTrace' has no attribute 'level'
+        "optax>=0.2.5",  # 0.2.4: no optax.tree_utils.tree_norm
+        "orbax-checkpoint>=0.11.30",  # 0.11.28: typed PRNG keys restore with the wrong shape
+        "grain>=0.2.9",
+        "ml-collections>=0.1.1",
+        "tensorflow-datasets>=4.9.7",  # 4.9.6: tfds.testing needs an undeclared importlib_resources
+        "array-record>=0.5",  # tfds.data_source reads ArrayRecord files with it (tfds needs 0.5)
+        "numpy>=2.0",  # 1.26: no numpy._core, which the demo data's pickles name
         "absl-py>=1.0",
-        "pillow>=10.0",
-        "matplotlib>=3.8.4",  # the first built for numpy 2
+        "pillow>=9.5",
+        "matplotlib>=3.8.4",  # 3.8.3 requires numpy<2; 3.7 fails to import with numpy 2
         "tensorboardX>=2.6.1",
         "tqdm>=4.60",
-        "safetensors>=0.4",  # .safetensors in and out without torch
+        "safetensors>=0.3",  # .safetensors without torch; 0.2.8: no safetensors.deserialize
     ],
     entry_points={
         "console_scripts": [
