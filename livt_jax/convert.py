@@ -190,11 +190,17 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     """A ``.safetensors`` file as numpy arrays, bfloat16 included (no torch).
 
     ``safetensors.numpy.load_file`` refuses BF16 tensors, hence the table.
+    Raises CorruptCheckpointError when the file is not a valid ``.safetensors``.
     """
     import safetensors
 
     with open(path, "rb") as f:
-        views = safetensors.deserialize(f.read())
+        try:
+            views = safetensors.deserialize(f.read())
+        except safetensors.SafetensorError as e:
+            raise CorruptCheckpointError(
+                f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
+                "another kind.") from None
     arrays = {}
     for name, view in views:
         if view["dtype"] not in SAFETENSORS_DTYPES:
@@ -268,19 +274,6 @@ def _corrupt_message(path: str, error: BaseException) -> str:
     detail = lines[-1] if lines else type(error).__name__
     return (f"{path!r} is corrupt or truncated: torch could not read it "
             f"({type(error).__name__}: {detail[:200]}).")
-
-
-def _read_safetensors(path: str) -> Mapping[str, Any]:
-    """The tensors of a ``.safetensors`` file; CorruptCheckpointError when it is not one."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path, device="cpu")
-    except SafetensorError as e:
-        raise CorruptCheckpointError(
-            f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
-            "another kind.") from None
 
 
 def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
