@@ -24,6 +24,10 @@ VENV=${REHEARSAL_VENV:-$ROOT/.rehearsal/venv}
 # The image's versions where they matter (jax 0.11.2); torch is the newest the index here
 # allows. With them, every dependency of livt-jax that the wheelhouse leaves to the image.
 STAND_IN=("jax[cpu]==0.11.2" "torch==2.14.1" "torchvision==0.29.1" timm)
+if ! "$PYTHON312" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+  echo "error: PYTHON312='$PYTHON312' is not a working Python 3.12 (set PYTHON312)" >&2
+  exit 2
+fi
 if [[ ! -f "$ROOT/wheelhouse/from_image.txt" ]]; then
   echo "error: no wheelhouse at $ROOT/wheelhouse (run 'make wheelhouse')" >&2
   exit 2
