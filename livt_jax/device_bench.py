@@ -41,6 +41,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
+
+from livt_jax import benchmark, train
+
 # budget_s: seconds for all sections of a run (the kit's 8 minutes on one H100, less the
 # install; the tiny rehearsal is sized for a slow shared CPU).
 SIZES = {
@@ -92,8 +97,6 @@ def stage_config(size: str, lever: str = "default"):
 
 def fast_attention() -> str:
     """'cudnn' on a GPU; elsewhere 'xla' (cuDNN exists on NVIDIA GPUs only)."""
-    import jax  # pylint: disable=import-outside-toplevel
-
     return "cudnn" if jax.default_backend() == "gpu" else "xla"
 
 
@@ -101,10 +104,6 @@ def fast_attention() -> str:
 
 def env_section(size: str) -> dict:
     """Versions, devices and the measured GEMM peak (FLOP/s)."""
-    import jax  # pylint: disable=import-outside-toplevel
-
-    from livt_jax import benchmark  # pylint: disable=import-outside-toplevel
-
     versions = {}
     for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "torch",
                  "timm", "pillow"):
@@ -129,11 +128,6 @@ def attention_section(size: str, batch: int = 8) -> dict:
     relative L2 errors ``|x - ref| / |ref|``. Passes when the padded path's
     error is within twice the plain bf16 path's error plus 1e-3, for both.
     """
-    import jax  # pylint: disable=import-outside-toplevel
-    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
-    from livt_jax import train  # pylint: disable=import-outside-toplevel
-
     base = stage_config(size)
     fast = stage_config(size, "cudnn")
     image = train.stage_image_size(base, base.finetune)
@@ -178,8 +172,6 @@ def attention_section(size: str, batch: int = 8) -> dict:
 
 def jax_section(size: str, stage: str, lever: str) -> dict:
     """``benchmark.benchmark_stage`` of one stage with one lever."""
-    from livt_jax import benchmark  # pylint: disable=import-outside-toplevel
-
     spec = SIZES[size]
     config = stage_config(size, lever)
     row = benchmark.benchmark_stage(config, stage, spec["batch"], spec["steps"], spec["warmup"])
@@ -188,7 +180,8 @@ def jax_section(size: str, stage: str, lever: str) -> dict:
 
 def torch_section(size: str, stage: str, mode: str) -> dict:
     """The timm/PyTorch step of one stage, eager or compiled."""
-    from livt_jax import benchmark, torch_reference  # pylint: disable=import-outside-toplevel
+    # torch only where it is timed: jax processes stay free of it.
+    from livt_jax import torch_reference  # pylint: disable=import-outside-toplevel
 
     spec = SIZES[size]
     config = stage_config(size)
@@ -284,10 +277,11 @@ def run_sections(sections: list[Section], budget_s: float, on_result: Callable[[
 def child_main(name: str, size: str, result_path: str) -> None:
     """Runs one section and writes ``{"status": "ok"|"failed", "result": ...}``.
 
-    Sections that time torch or the host keep jax off the GPU (it would take 75% of
-    its memory on first use)."""
+    Sections that time torch or the host keep jax (and their subprocesses' jax) off
+    the GPU: it would take 75% of its memory on first use."""
     if not name.startswith(("jax", "env", "attention")):
         os.environ["JAX_PLATFORMS"] = "cpu"
+        jax.config.update("jax_platforms", "cpu")
     result = section_function(name)(size)
     status, error = "ok", None
     if "loss" in result and not math.isfinite(result["loss"]):
@@ -382,6 +376,8 @@ def run_main(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",") if args.only else section_names()
+    if "env" not in names:  # every run reports its versions and its own GEMM peak
+        names.insert(0, "env")
     for name in names:
         section_function(name)  # unknown names fail here, before anything runs
     sections = [Section(name, [sys.executable, "-m", "livt_jax.device_bench", "section", name,
@@ -411,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--size", default="full", choices=sorted(SIZES))
     run.add_argument("--budget-s", type=float, default=None,
                      help="seconds for all sections together (default: the size's budget_s)")
-    run.add_argument("--only", default="", help=f"comma-separated subset of {section_names()}")
+    run.add_argument("--only", default="",
+                     help=f"comma-separated subset of {section_names()} (env always runs)")
     one = sub.add_parser("section", help="one section (what `run` starts in a subprocess)")
     one.add_argument("name")
     one.add_argument("--size", default="full", choices=sorted(SIZES))
