@@ -29,8 +29,10 @@ pytestmark = pytest.mark.skipif(os.environ.get("LIVT_REHEARSAL") != "1",
 def test_rehearsal_runs_every_section_from_the_offline_install(tmp_path):
     out = tmp_path / "out"
     start = time.perf_counter()
+    # As on the GPU machine: one device, no test-suite XLA settings.
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     proc = subprocess.run(["bash", str(ROOT / "launch" / "rehearse_device_bench.sh"), str(out)],
-                          capture_output=True, text=True, timeout=3600)
+                          capture_output=True, text=True, timeout=3600, env=clean_env)
     print(f"rehearsal: {time.perf_counter() - start:.0f} s wall")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     log = (out / "log.txt").read_text()
@@ -43,6 +45,7 @@ def test_rehearsal_runs_every_section_from_the_offline_install(tmp_path):
     assert not failed
     env = sections["env"]["result"]
     assert env["python"].startswith("3.12") and env["versions"]["jax"] == "0.11.2"
+    assert env["device_count"] == 1
     site = str(ROOT / ".rehearsal" / "site")
     assert all(path.startswith(site) for path in env["installed_from"].values())
     assert sections["attention"]["result"]["passed"]
