@@ -44,7 +44,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from livt_jax import benchmark, train
+from livt_jax import benchmark
+from livt_jax.config_lib import stage_image_size
+from livt_jax.models import factory
 
 # budget_s: seconds for all sections of a run (the kit's 8 minutes on one H100, less the
 # install; the tiny rehearsal is sized for a slow shared CPU).
@@ -130,14 +132,14 @@ def attention_section(size: str, batch: int = 8) -> dict:
     """
     base = stage_config(size)
     fast = stage_config(size, "cudnn")
-    image = train.stage_image_size(base, base.finetune)
+    image = stage_image_size(base, "finetune")
     shape = (batch, image, image, base.data.in_chans)
     k_img, k_head, k_w = jax.random.split(jax.random.key(0), 3)
     images = jax.random.normal(k_img, shape)
 
     def model(config, dtype):
         config.model.dtype = dtype
-        return train.build_vit(config, 1000, image, drop_path=0.0)
+        return factory.build_vit(config, 1000, image, drop_path=0.0)
 
     reference = model(stage_config(size), "float32")
     params = reference.init(jax.random.key(1), images[:1], train=False)["params"]
@@ -161,7 +163,7 @@ def attention_section(size: str, batch: int = 8) -> dict:
         results[name] = {
             "logits_rel_err": float(jnp.linalg.norm(logits - ref_logits) / jnp.linalg.norm(ref_logits)),
             "grads_rel_err": float(jnp.linalg.norm(grads - ref_grads) / jnp.linalg.norm(ref_grads))}
-    tokens = (image // train.model_dims(base.model)["patch_size"]) ** 2 + 1
+    tokens = (image // factory.model_dims(base.model)["patch_size"]) ** 2 + 1
     passed = all(
         math.isfinite(results["padded_bf16"][key])
         and results["padded_bf16"][key] <= 2 * results["xla_bf16"][key] + 1e-3
@@ -187,7 +189,8 @@ def torch_section(size: str, stage: str, mode: str) -> dict:
     config = stage_config(size)
     row = torch_reference.benchmark_stage(config, stage, spec["batch"], spec["steps"],
                                           spec["warmup"], compile_model=mode == "compile")
-    return {**row, "analytic_flops": benchmark.stage_train_flops(config, stage), "xla_flops": 0.0}
+    return {**row, "analytic_flops": benchmark.analytic_train_flops(config, stage, 1000),
+            "xla_flops": 0.0}
 
 
 def host_section(size: str) -> dict:

@@ -18,7 +18,8 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from livt_jax import train
+from livt_jax.config_lib import stage_image_size
+from livt_jax.models import factory
 
 
 class MaskedAutoencoder(nn.Module):
@@ -79,8 +80,8 @@ class MaskedAutoencoder(nn.Module):
 
 def build_model(config, stage: str) -> nn.Module:
     """The timm ViT (``finetune``) or the MAE (``pretrain``) of ``config``'s model."""
-    dims = train.model_dims(config.model)
-    size = train.stage_image_size(config, config[stage])
+    dims = factory.model_dims(config.model)
+    size = stage_image_size(config, stage)
     common = dict(img_size=size, patch_size=dims["patch_size"], in_chans=config.data.in_chans,
                   embed_dim=dims["embed_dim"], depth=dims["depth"], num_heads=dims["num_heads"],
                   mlp_ratio=config.model.mlp_ratio)
@@ -108,7 +109,7 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int,
     model = build_model(config, stage).to(device)
     forward = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    size = train.stage_image_size(config, config[stage])
+    size = stage_image_size(config, stage)
     images = torch.randn(batch, config.data.in_chans, size, size, device=device)
     targets = torch.softmax(torch.randn(batch, 1000, device=device), -1)
 
