@@ -25,6 +25,7 @@ BFT rate to timm's::
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
