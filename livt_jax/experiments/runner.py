@@ -1,7 +1,8 @@
 """Trains a study's runs: one MGP run per seed, then every (arm, seed) BFT run.
 
     python -m livt_jax.experiments.runner --study tau --imbalance-ratio 100 \
-        --seeds 0,1,2 --out runs/tau_ir100 [--arms NAME,...] [--epochs-scale 0.1]
+        --seeds 0,1,2 --out runs/tau_ir100 [--arms NAME,...] [--epochs-scale 0.1] \
+        [--mgp-from runs/other_study]
 
 The arms come from `experiments/configs/animal_mnist.py` (`get_hyper(study)`).
 MGP runs in `OUT/seed{S}/mgp` and its export is shared by every MGP-initialised
@@ -72,16 +73,26 @@ def run_one(config, workdir: str, extra: Mapping[str, Any]) -> dict:
 
 
 def run_study(imbalance_ratio: float, seeds: Sequence[int], out: str,
-              arms: Sequence[study_config.Arm], epochs_scale: float = 1.0) -> list[str]:
-    """Runs every MGP, then every (arm, seed); returns the workdirs of runs that failed."""
+              arms: Sequence[study_config.Arm], epochs_scale: float = 1.0,
+              mgp_from: str = "") -> list[str]:
+    """Runs every MGP, then every (arm, seed); returns the workdirs of runs that failed.
+
+    With `mgp_from` (another study folder), the arms fine-tune that folder's
+    finished MGP exports instead (same seed), and no MGP is trained here.
+    """
     failed, exports = [], {}
     for seed in seeds:
-        mgp_dir = os.path.join(out, f"seed{seed}", "mgp")
-        config = study_config.build_config(imbalance_ratio, seed, "pretrain",
-                                           epochs_scale=epochs_scale)
+        mgp_dir = os.path.join(mgp_from or out, f"seed{seed}", "mgp")
         try:
-            exports[seed] = os.path.abspath(
-                run_one(config, mgp_dir, {"arm": "mgp", "seed": seed})["export"])
+            if mgp_from:
+                summary = read_json(os.path.join(mgp_dir, "summary.json"))
+                if summary is None:
+                    raise FileNotFoundError(f"no finished MGP run in {mgp_dir}")
+            else:
+                summary = run_one(study_config.build_config(imbalance_ratio, seed, "pretrain",
+                                                            epochs_scale=epochs_scale),
+                                  mgp_dir, {"arm": "mgp", "seed": seed})
+            exports[seed] = os.path.abspath(summary["export"])
         except Exception:  # noqa: BLE001 -- report, go on with the next seed
             traceback.print_exc()
             failed.append(mgp_dir)
@@ -132,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--arms", default="", help="comma-separated arm names (default: all)")
     parser.add_argument("--epochs-scale", type=float, default=1.0,
                         help="multiplies both stages' epochs (smoke tests); 1 for the study")
+    parser.add_argument("--mgp-from", default="",
+                        help="fine-tune the MGP exports of this study folder (no MGP here)")
     parser.add_argument("--compile-cache", default="",
                         help="JAX compilation cache dir ('' = OUT/.jax_cache, 'none' = off)")
     args = parser.parse_args(argv)
@@ -144,7 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"[runner] {args.study}, IR {args.imbalance_ratio:g}, seeds {seeds}, {len(arms)} "
           "arms: " + ", ".join(a.name for a in arms), flush=True)
     start = time.time()
-    failed = run_study(args.imbalance_ratio, seeds, args.out, arms, args.epochs_scale)
+    failed = run_study(args.imbalance_ratio, seeds, args.out, arms, args.epochs_scale,
+                       args.mgp_from)
     print(f"[runner] {time.time() - start:.0f} s", flush=True)
     if failed:
         print("[runner] FAILED: " + ", ".join(failed), file=sys.stderr)
