@@ -324,6 +324,8 @@ def plot_confusions(result: Mapping[str, Any], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = result["confusion"]
+    if not panels:
+        return
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
     for ax, (label, c) in zip(np.atleast_1d(axes), panels.items()):
         m = np.asarray(c["matrix_pct"])
@@ -360,6 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     seeds = runner.parse_seeds(args.seeds)
+    runner.enable_compile_cache(os.path.join(args.out, ".jax_cache"))
     arms = study_config.arm_list(study_config.get_hyper("tau"))
     scores = score_study(args.out, seeds, arms)
     if not scores:
