@@ -85,21 +85,24 @@ def test_analysis_tables_and_plots(tmp_path):
             skill = 70 - 40 * abs(tau - peak[loss])
             scores[am.Arm(loss, tau=tau).name] = {s: _fake_run(rng, loss, tau, skill)
                                                   for s in (0, 1)}
+    # a seed only one τ has does not take part in the choice
+    scores[am.Arm("bal_ce").name][2] = _fake_run(rng, "bal_ce", 1.0, 99.0)
     result = ts.analyse(scores, sorted(am.TAU_GRID))
+    assert result["chosen"]["Bal-CE"]["selection_seeds"] == [0, 1]
     assert result["chosen"]["Bal-CE"]["tau"] == 0.75
     assert result["chosen"]["Bal-BCE"]["tau"] == 1.0
     val = [scores[am.Arm("bal_ce", tau=0.75).name][s]["val"]["raw"]["top1"] for s in (0, 1)]
     assert result["chosen"]["Bal-CE"]["at_chosen"]["val"]["top1"]["mean"] == pytest.approx(
         np.mean(val))
-    assert result["chosen"]["Bal-CE"]["at_1"]["test"]["top1"]["n"] == 2
+    assert result["chosen"]["Bal-CE"]["at_1"]["test"]["top1"]["n"] == 3
     m = np.asarray(result["confusion"]["Bal-BCE"]["matrix_pct"])
     np.testing.assert_allclose(m.sum(1), 100.0)
     assert result["confusion"]["Bal-BCE"]["top"][0][1] == 0  # misses go to the head
     head = {"IR 100": ts.head_share_row(scores)}
     assert head["IR 100"]["head_share"] == pytest.approx(800 / COUNTS.sum())
     text = ts.format_tables(result, head)
-    assert "| Bal-CE | 0.75 |" in text and "| Bal-CE | 1 |" in text
-    assert "| Bal-BCE | 1 |" in text and "chosen τ" in text
+    assert "| Bal-CE | 0.75 | 2 |" in text and "| Bal-CE | 1 | 3 |" in text
+    assert "| Bal-BCE | 1 | 2 |" in text and "chosen τ" in text and "(3) |" in text
     assert "| 5 (61) |" in text and "40.4%" in text
     for plot in (ts.plot_validation, ts.plot_confusions):
         path = str(tmp_path / f"{plot.__name__}.png")

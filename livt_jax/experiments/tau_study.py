@@ -174,6 +174,7 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
                     sources = {"val": validation.validation_source(config), "test": test}
                 cache[key] = score_run(config, summary, {s: sources[s] for s in splits})
                 cache[key]["test_final_logged"] = summary["final"]
+                cache[key]["imbalance_ratio"] = float(config.data.imbalance_ratio)
                 runner.write_json(cache_path, cache)
                 print(f"[tau_study] scored {key}", flush=True)
             scores.setdefault(arm.name, {})[seed] = cache[key]
@@ -219,13 +220,16 @@ def analyse(scores: Mapping[str, Mapping[int, dict]], grid: Sequence[float]) -> 
             runs = _runs(scores, loss, tau)
             if runs:
                 sweep[tau] = {"val": _stats(runs, "val", rule), "test": _stats(runs, "test", rule),
-                              "val_top1": [r["val"][rule]["top1"] for r in runs.values()]}
+                              "val_top1": {s: r["val"][rule]["top1"] for s, r in runs.items()}}
         if not sweep:
             continue
-        best = select_tau({tau: s["val_top1"] for tau, s in sweep.items()})
+        # τ is chosen on the seeds every τ of the grid has, so each τ is judged alike
+        common = sorted(set.intersection(*(set(s["val_top1"]) for s in sweep.values())))
+        best = select_tau({tau: [s["val_top1"][seed] for seed in common]
+                           for tau, s in sweep.items()})
         result["sweep"][label] = {f"{tau:g}": s for tau, s in sweep.items()}
-        result["chosen"][label] = {"tau": best, "at_chosen": sweep[best],
-                                   "at_1": sweep.get(1.0)}
+        result["chosen"][label] = {"tau": best, "selection_seeds": common,
+                                   "at_chosen": sweep[best], "at_1": sweep.get(1.0)}
         runs = _runs(scores, loss, 1.0)
         if runs:
             pct = mean_confusion_pct(runs, "test", rule)
@@ -254,20 +258,24 @@ def head_share_row(scores: Mapping[str, Mapping[int, dict]]) -> dict:
 
 def format_tables(result: Mapping[str, Any], head_share: Mapping[str, dict]) -> str:
     grid = result["grid"]
-    lines = ["Validation top-1 (%) per τ (classes 1-9, mean ± std over seeds):", "",
+    def with_n(stat):
+        return f"{sr.cell(stat)} ({stat['n']})" if stat else "–"
+
+    lines = ["Validation top-1 (%) per τ (classes 1-9, mean ± std (seeds)):", "",
              "| | " + " | ".join(f"τ = {t:g}" for t in grid) + " | chosen τ |",
              "|---|" + "---|" * (len(grid) + 1)]
     for label, sweep in result["sweep"].items():
-        cells = [sr.cell(sweep.get(f"{t:g}", {}).get("val", {}).get("top1")) for t in grid]
+        cells = [with_n(sweep.get(f"{t:g}", {}).get("val", {}).get("top1")) for t in grid]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {result['chosen'][label]['tau']:g} |")
     lines += ["", "Test split (%), read once at the validation-chosen τ and at τ = 1:", "",
-              "| | τ | test overall | many | medium | few |", "|---|---|---|---|---|---|"]
+              "| | τ | seeds | test overall | many | medium | few |",
+              "|---|---|---|---|---|---|---|"]
     for label, chosen in result["chosen"].items():
         for name, tau in (("at_chosen", chosen["tau"]), ("at_1", 1.0)):
             stats = chosen[name]
             if stats is None or (name == "at_1" and chosen["tau"] == 1.0):
                 continue
-            lines.append(f"| {label} | {tau:g} | " + " | ".join(
+            lines.append(f"| {label} | {tau:g} | {stats['test']['top1']['n']} | " + " | ".join(
                 sr.cell(stats["test"].get(m)) for m in GROUP_METRICS) + " |")
     counts = result["train_counts"]
     lines += ["", "Test accuracy per class at τ = 1 (%, mean over seeds), and the share of "
@@ -346,6 +354,10 @@ def plot_confusions(result: Mapping[str, Any], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def _imbalance_ratio(scores: Mapping[str, Mapping[int, dict]]) -> float:
+    return next(r for runs in scores.values() for r in runs.values())["imbalance_ratio"]
+
+
 def study_time(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]) -> dict:
     """Summed per-run wall time of a study folder (MGP and BFT)."""
     return sr.timing(out, seeds, arms)
@@ -369,13 +381,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"[tau_study] no finished runs under {args.out}", file=sys.stderr)
         return 1
     result = analyse(scores, sorted(study_config.TAU_GRID))
-    ir = runner.read_json(os.path.join(args.out, "seed0", "mgp", "summary.json"))
-    ir = ir["config"]["data"]["imbalance_ratio"] if ir else 100.0
-    folders = {args.out: (ir, scores)}
+    folders = {args.out: (_imbalance_ratio(scores), scores)}
     for folder in filter(None, args.head_share.split(",")):
         other = score_study(folder, seeds, arms[:2], splits=("test",))
-        summary = runner.read_json(os.path.join(folder, "seed0", "mgp", "summary.json"))
-        folders[folder] = (summary["config"]["data"]["imbalance_ratio"], other)
+        if other:
+            folders[folder] = (_imbalance_ratio(other), other)
+    ir = folders[args.out][0]
     result["head_share"] = {f"IR {r:g}": head_share_row(s) for r, s in folders.values()}
     result["timing"] = {f"IR {r:g}": study_time(f, seeds, arms) for f, (r, _) in folders.items()}
     text = format_tables(result, result["head_share"])
