@@ -100,6 +100,10 @@ def test_analysis_tables_and_plots(tmp_path):
     assert result["confusion"]["Bal-BCE"]["top"][0][1] == 0  # misses go to the head
     head = {"IR 100": ts.head_share_row(scores)}
     assert head["IR 100"]["head_share"] == pytest.approx(800 / COUNTS.sum())
+    assert head["IR 100"]["Bal-CE"]["top1"]["n"] == 3
+    seed0 = ts.head_share_row(scores, [0])["Bal-CE"]["top1"]
+    assert seed0["n"] == 1 and seed0["mean"] == pytest.approx(
+        scores[am.Arm("bal_ce").name][0]["test"]["raw"]["top1"])
     text = ts.format_tables(result, head)
     assert "| Bal-CE | 0.75 | 2 |" in text and "| Bal-CE | 1 | 3 |" in text
     assert "| Bal-BCE | 1 | 2 |" in text and "chosen τ" in text and "(3) |" in text

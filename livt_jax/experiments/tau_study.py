@@ -240,8 +240,13 @@ def analyse(scores: Mapping[str, Mapping[int, dict]], grid: Sequence[float]) -> 
     return result
 
 
-def head_share_row(scores: Mapping[str, Mapping[int, dict]]) -> dict:
-    """τ = 1 test top-1 of each row, and the head's share of the training set."""
+def head_share_row(scores: Mapping[str, Mapping[int, dict]],
+                   seeds: Optional[Sequence[int]] = None) -> dict:
+    """τ = 1 test top-1 of each row (over `seeds`, default all), and the head's share of
+    the training set."""
+    if seeds is not None:
+        scores = {arm: {s: r for s, r in runs.items() if s in seeds}
+                  for arm, runs in scores.items()}
     counts = np.asarray(next(r for runs in scores.values()
                              for r in runs.values())["train_counts"], np.float64)
     row: dict[str, Any] = {"head_share": float(counts.max() / counts.sum()),
@@ -388,6 +393,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             folders[folder] = (_imbalance_ratio(other), other)
     ir = folders[args.out][0]
     result["head_share"] = {f"IR {r:g}": head_share_row(s) for r, s in folders.values()}
+    for _, other in list(folders.values())[1:]:  # the main study on the other folder's seeds
+        other_seeds = sorted({seed for runs in other.values() for seed in runs})
+        result["head_share"][f"IR {ir:g}, seeds {other_seeds}"] = head_share_row(
+            scores, other_seeds)
     result["timing"] = {f"IR {r:g}": study_time(f, seeds, arms) for f, (r, _) in folders.items()}
     text = format_tables(result, result["head_share"])
     runner.write_json(os.path.join(args.out, "tau_study.json"), result)
