@@ -339,7 +339,7 @@ def plot_confusions(result: Mapping[str, Any], path: str, title: str) -> None:
     panels = result["confusion"]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6))
     for ax, (label, c) in zip(np.atleast_1d(axes), panels.items()):
         m = np.asarray(c["matrix_pct"])
         ax.imshow(m, cmap="Blues", vmin=0, vmax=100)
