@@ -99,35 +99,17 @@ def top_confusions(confusion_pct: np.ndarray, k: int = 5) -> list[tuple[int, int
 # ----------------------------------------------------------------------------- logits of a run
 
 def export_logits(config, export: str, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(logits (N, C), labels (N,), train counts (C,)) of a BFT export on `source`.
-
-    One process (the studies run on one host): labels are read from the local batch.
-    """
-    import jax
-
-    from livt_jax import checkpoint, mesh as mesh_lib, train
-    from livt_jax.data import pipeline
-    if jax.process_count() != 1:
-        raise ValueError(f"export_logits runs on one process, got {jax.process_count()}")
-    data_cfg = train.stage_data_config(config, "finetune")
-    train_source, _ = pipeline.load_sources(data_cfg.data)
-    counts = np.asarray(train_source.class_counts)
-    model = train.build_vit(config, len(counts), train.stage_image_size(config, config.finetune),
-                            0.0)
-    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    abstract = train.abstract_params(model, (model.img_size, model.img_size,
-                                             config.data.in_chans))
-    shardings = mesh_lib.state_shardings(mesh, abstract)
-    params = checkpoint.load_params_export(export, jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings))
-    eval_fn = train.make_eval_fn(model, shardings, mesh)
+    """(logits (N, C), labels (N,), train counts (C,)) of a BFT export on `source`."""
+    from livt_jax import mesh as mesh_lib
+    from livt_jax.evaluator import Evaluator
+    evaluator = Evaluator.for_config(
+        config, mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp), source)
     logits, labels = [], []
-    for local in pipeline.make_eval_loader(data_cfg, source, batch_size=config.eval.batch_size):
-        batch = mesh_lib.global_batch_from_local(mesh, local)
-        keep = np.asarray(local["mask"]).astype(bool)
-        logits.append(np.asarray(eval_fn(params, batch["image"]))[keep])
-        labels.append(np.asarray(local["label"])[keep])
-    return np.concatenate(logits), np.concatenate(labels), counts
+    for batch_logits, batch_labels, mask in evaluator.predict(evaluator.load_export(export)):
+        keep = np.asarray(mask).astype(bool)
+        logits.append(batch_logits[keep])
+        labels.append(batch_labels[keep])
+    return np.concatenate(logits), np.concatenate(labels), evaluator.train_counts
 
 
 def score_run(config, summary: Mapping[str, Any], sources: Mapping[str, Any]) -> dict:
@@ -152,7 +134,7 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
     """arm name -> seed -> score_run(...) for every finished run (cached in OUT/scores.json)."""
     import ml_collections
 
-    from livt_jax import train
+    from livt_jax.config_lib import stage_data_config
     from livt_jax.data import pipeline
     from livt_jax.experiments import validation
     cache_path = os.path.join(out, "scores.json")
@@ -169,8 +151,7 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
             if key not in cache:
                 config = ml_collections.ConfigDict(summary["config"])
                 if sources is None:
-                    test = pipeline.load_sources(train.stage_data_config(config,
-                                                                         "finetune").data)[1]
+                    test = pipeline.load_sources(stage_data_config(config, "finetune").data)[1]
                     sources = {"val": validation.validation_source(config), "test": test}
                 cache[key] = score_run(config, summary, {s: sources[s] for s in splits})
                 cache[key]["test_final_logged"] = summary["final"]
