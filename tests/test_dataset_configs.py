@@ -11,14 +11,13 @@ steps [eU, (e+1)U); U is what the log's epoch-0 mean pins down.
 Logged values: LiVT repo, exp/*/log.txt (`train_lr`, the head's lr).
 """
 
-import importlib.util
 import os
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from livt_jax import optim
+from livt_jax import config_lib, optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # SPEC §4: training images per dataset.
@@ -49,11 +48,8 @@ LOGGED = {
 
 
 def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    return config_lib.load_config_file(f"{path}:{arg}" if arg else path)
 
 
 @pytest.mark.parametrize("key", list(LOGGED), ids=lambda k: "-".join(p for p in k if p))
