@@ -20,9 +20,9 @@ import re
 from typing import Any, Optional
 
 import grain
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
-from absl import logging
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
@@ -33,9 +33,8 @@ EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
 
 def make_manager(directory: str, *, save_every_steps: int, keep: int,
                  keep_best: bool, async_save: bool = True) -> ocp.CheckpointManager:
-    """A manager that saves every `save_every_steps` and at a preemption sync
-    point (orbax's policy; see `preemption`), keeps the last `keep` checkpoints
-    and, when `keep_best`, the one with the highest eval top-1."""
+    """A manager that saves every `save_every_steps`, keeps the last `keep`
+    checkpoints and, when `keep_best`, the one with the highest eval top-1."""
     policies = [pp.LatestN(keep)]
     if keep_best:
         policies.append(pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1,
@@ -60,34 +59,53 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: A
         data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=force)
 
 
+class NoIntactCheckpointError(RuntimeError):
+    """Checkpoints exist but none of them restores."""
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
                    data_iterator: Any) -> tuple[Optional[Any], int]:
-    """Restores the newest checkpoint onto `abstract_state`'s shardings.
+    """Restores the newest intact checkpoint onto `abstract_state`'s shardings.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with `sharding` set,
     which is what lets a checkpoint written on 8 devices load on 1 (or vice
-    versa). The iterator is restored in place; when the checkpoint was written
-    by another number of processes it is moved to `step` instead, with one
-    warning. Returns `(state, step)`, or `(None, 0)` when there is nothing to
-    resume.
+    versa). The iterator is restored in place. A step that fails to restore
+    (truncated arrays, a garbled iterator state) is logged with its error and
+    moved aside (`corrupt_step_<N>`, so that the resumed run can save that step
+    again), and the next older step is tried. Returns `(state, step)`, or
+    `(None, 0)` when there is nothing to resume; raises NoIntactCheckpointError
+    naming every step and why when checkpoints exist but none restores.
     """
-    step = manager.latest_step()
-    if step is None:
-        return None, 0
-    writers = saved_process_count(manager, step)
-    if writers == jax.process_count():
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        writers = saved_process_count(manager, step)
+        items = dict(state=ocp.args.StandardRestore(abstract_state))
+        if writers == jax.process_count():
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+            reason = _first_line(e)
+            logging.warning("checkpoint step %d in %s cannot be restored, skipping it: %s",
+                            step, manager.directory, reason)
+            failures.append((step, reason))
+            continue
+        if failures:
+            _move_aside(manager, [s for s, _ in failures])
+            logging.warning("resuming from step %d, the newest intact checkpoint (skipped %s)",
+                            step, _describe(failures))
+        if "data" not in items:
+            grain.experimental.set_next_index(data_iterator, step)
+            logging.warning("checkpoint step %d was written by %s processes and this run has "
+                            "%d: the data position is rebuilt from the step number (batches "
+                            "from step %d on are drawn as a %d-process run draws them)", step,
+                            writers, jax.process_count(), step, jax.process_count())
         return restored["state"], step
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
-    grain.experimental.set_next_index(data_iterator, step)
-    logging.warning("checkpoint step %d was written by %s processes and this run has %d: the "
-                    "data position is rebuilt from the step number (batches from step %d on "
-                    "are drawn as a %d-process run draws them)", step, writers,
-                    jax.process_count(), step, jax.process_count())
-    return restored["state"], step
+    if failures:
+        raise NoIntactCheckpointError(
+            f"no intact checkpoint in {manager.directory}: {_describe(failures)} (corrupt, or "
+            "written by another model or config; delete the folder to start over)")
+    return None, 0
 
 
 def saved_process_count(manager: ocp.CheckpointManager, step: int) -> Optional[int]:
@@ -96,6 +114,28 @@ def saved_process_count(manager: ocp.CheckpointManager, step: int) -> Optional[i
     pattern = re.compile(r"process_\d+-of-(\d+)\.json")  # grain's file names
     counts = {int(m.group(1)) for p in directory.glob("*") if (m := pattern.fullmatch(p.name))}
     return counts.pop() if len(counts) == 1 else None
+
+
+def _describe(failures: list[tuple[int, str]]) -> str:
+    return "; ".join(f"step {step}: {reason}" for step, reason in failures)
+
+
+def _first_line(error: BaseException) -> str:
+    """`Type: first line of the message`, the innermost cause first if it says more."""
+    while error.__cause__ is not None and str(error.__cause__):
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+    """Renames corrupt step folders to `corrupt_step_<N>` (kept for inspection)."""
+    root = str(manager.directory)
+    for step in steps:
+        path = os.path.join(root, str(step))
+        if os.path.isdir(path):
+            os.replace(path, os.path.join(root, f"corrupt_step_{step}"))
+    manager.reload()
 
 
 def absolute_path(path: str) -> str:
@@ -124,6 +164,11 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
     if "://" not in path and not os.path.isdir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
+    if "://" not in path and not os.path.isfile(os.path.join(path, "_CHECKPOINT_METADATA")):
+        contents = sorted(os.listdir(path))[:5]
+        raise FileNotFoundError(
+            f"{path!r} is not a params export: it {'holds ' + str(contents) if contents else 'is empty'}"
+            " (expected a directory written by save_params_export, e.g. WORKDIR/export)")
     with ocp.StandardCheckpointer() as checkpointer:
         stored = checkpointer.metadata(path).item_metadata
         if EXPORT_KEY not in stored:
@@ -131,7 +176,7 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
         if abstract_params is None:
             abstract_params = on_one_device(stored[EXPORT_KEY])
         else:
-            _check_same_structure(stored[EXPORT_KEY], abstract_params, path)
+            check_same_structure(stored[EXPORT_KEY], abstract_params, path)
         return checkpointer.restore(path, {EXPORT_KEY: abstract_params})[EXPORT_KEY]
 
 
@@ -143,7 +188,8 @@ def on_one_device(metadata: Any) -> Any:
         lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), metadata)
 
 
-def _check_same_structure(stored: Any, expected: Any, path: str) -> None:
+def check_same_structure(stored: Any, expected: Any, path: str) -> None:
+    """Raises ValueError naming the first parameter whose name or shape differs."""
     flat_stored = {jax.tree_util.keystr(k): v.shape for k, v in
                    jax.tree_util.tree_flatten_with_path(stored)[0]}
     flat_expected = {jax.tree_util.keystr(k): v.shape for k, v in

@@ -49,7 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
         imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         worker_count=0,  # > 0: grain worker processes decode and augment
-        device_augment=False))  # crop/flip/normalise on the accelerator (uint8 batches)
+        device_augment=False,  # crop/flip/normalise on the accelerator (uint8 batches)
+        num_classes=0,  # split lists: 0 = largest label + 1; > 0 = labels must lie below it
+        bad_images="stop"))  # an undecodable image file: 'stop' the run or 'skip' it (logged)
 
     # MGP: MAE pretraining on the long-tailed training set.
     c.pretrain = ml_collections.ConfigDict(dict(
@@ -74,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
     c.allow_config_change = False  # resume although meaning-changing keys differ (config_guard)
     c.num_vis_images = 8  # MGP reconstruction grid
+    # jax.profiler trace of num_steps train steps from start_step (0 = off); livt_jax/profiling.py.
+    c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))
     return c
 
 

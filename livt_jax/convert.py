@@ -10,15 +10,17 @@ Nothing else is stored: the kind is read from the names (an MAE has
 ``decoder_embed``), shapes from orbax's metadata. ``save_params_export`` and
 ``load_params_export`` (in ``livt_jax.checkpoint``, no torch) write and read it.
 
-Command line (needs the ``torch`` extra: torch, timm, safetensors)
-------------------------------------------------------------------
+Command line (``livt-convert``; ``.safetensors`` needs no torch, ``.pth`` the ``torch`` extra)
+-----------------------------------------------------------------------------------------
 ::
 
-  python -m livt_jax.convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
+  livt-convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
       [--kind vit|mae] [--variant B --img-size 224 --num-classes 1000 ...] \\
       [--reorder-inat-head] [--unsafe-load] [--force]
-  python -m livt_jax.convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
+  livt-convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
       [--img-size N (MAE only)] [--force]
+
+``python -m livt_jax.convert`` is the same command.
 
 ``to-jax`` reads a LiVT/MAE release file (``{'model': state_dict, ...}``), a bare
 timm state dict, or a ``.safetensors`` file. ``--kind`` defaults to ``mae`` when
@@ -41,19 +43,15 @@ is given, which runs a full (code-executing) pickle load.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pickle
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from livt_jax.checkpoint import (EXPORT_KEY, absolute_path, load_params_export,
-                                 save_params_export)
+from livt_jax.checkpoint import absolute_path, load_params_export, save_params_export
 KINDS = ("vit", "mae")
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -109,17 +107,14 @@ def model_shapes(kind: str, **model_kwargs: Any) -> Any:
     ``model_kwargs`` are fields of ``VisionTransformer`` / ``MaskedAutoencoder``.
     Uses ``jax.eval_shape``: nothing is computed.
     """
+    from livt_jax.models import factory
     from livt_jax.models.mae import MaskedAutoencoder
     from livt_jax.models.vit import VisionTransformer
 
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
-    model = (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs)
-    images = jax.ShapeDtypeStruct((1, model.img_size, model.img_size, model.in_chans), jnp.float32)
-    key = jax.random.key(0)
-    rngs = {"params": key, "dropout": key, "masking": key}
-    init = functools.partial(model.init, train=False)
-    return jax.eval_shape(init, rngs, images)[EXPORT_KEY]
+    return factory.abstract_params(
+        (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs))
 
 
 def _converters(kind: str):
@@ -163,12 +158,20 @@ def state_dict_from_params(
 
 
 # --------------------------------------------------------------------------
-# torch side: reading and writing .pth / .safetensors (torch imported lazily).
+# Files: .safetensors through safetensors' numpy API (no torch), .pth through torch.
 # --------------------------------------------------------------------------
 
 
 class UnsafeCheckpointError(ValueError):
     """A ``.pth`` file holds pickled objects outside the allow-list."""
+
+
+# safetensors dtype names -> numpy dtypes; BF16 is ml_dtypes' bfloat16 (numpy has none).
+SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": jnp.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
 def _file_format(path: str) -> str:
@@ -183,9 +186,46 @@ def _file_format(path: str) -> str:
     )
 
 
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """A ``.safetensors`` file as numpy arrays, bfloat16 included (no torch).
+
+    ``safetensors.numpy.load_file`` refuses BF16 tensors, hence the table.
+    Raises CorruptCheckpointError when the file is not a valid ``.safetensors``.
+    """
+    import safetensors
+
+    with open(path, "rb") as f:
+        try:
+            views = safetensors.deserialize(f.read())
+        except safetensors.SafetensorError as e:
+            raise CorruptCheckpointError(
+                f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
+                "another kind.") from None
+    arrays = {}
+    for name, view in views:
+        if view["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path!r}: tensor {name!r} has dtype {view['dtype']}; expected one "
+                             f"of {sorted(SAFETENSORS_DTYPES)}.")
+        dtype = SAFETENSORS_DTYPES[view["dtype"]]
+        arrays[name] = np.frombuffer(view["data"], dtype=dtype).reshape(view["shape"])
+    return arrays
+
+
+def _import_torch():
+    """The torch module, or an ImportError saying how to get it (only ``.pth`` needs it)."""
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        raise ImportError(
+            ".pth files need PyTorch, which is not installed: `pip install 'livt-jax[torch]'`, "
+            "or use a .safetensors file, which needs no torch."
+        ) from e
+    return torch
+
+
 def _torch_load(path: str, unsafe: bool) -> Any:
     """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
-    import torch
+    torch = _import_torch()
 
     if unsafe:
         print(
@@ -194,17 +234,46 @@ def _torch_load(path: str, unsafe: bool) -> Any:
             file=sys.stderr,
         )
         return torch.load(path, map_location="cpu", weights_only=False)
+    _check_torch_magic(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
-        detail = lines[0] if lines else str(e).splitlines()[0]
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln or "GLOBAL" in ln]
+        if not lines:  # a broken pickle stream, not a disallowed object
+            raise CorruptCheckpointError(_corrupt_message(path, e)) from None
         raise UnsafeCheckpointError(
             f"Refusing to load {path!r}: it holds pickled objects outside the allow-list "
-            f"(tensors, containers, argparse.Namespace). torch says: {detail} "
+            f"(tensors, containers, argparse.Namespace). torch says: {lines[0]} "
             "Pass --unsafe-load only if you trust the file."
         ) from None
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError) as e:
+        raise CorruptCheckpointError(_corrupt_message(path, e)) from None
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that is truncated, garbled or of another kind."""
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
+_PICKLE_PROTOCOL = b"\x80"  # legacy torch.save: a pickle stream, protocol >= 2
+
+
+def _check_torch_magic(path: str) -> None:
+    """Raises CorruptCheckpointError unless the file starts like a torch.save output."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL)):
+        raise CorruptCheckpointError(
+            f"{path!r} is not a PyTorch checkpoint: it is neither a zip archive nor a pickle "
+            f"(it starts with {head!r}); the file is corrupt or of another kind.")
+
+
+def _corrupt_message(path: str, error: BaseException) -> str:
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    detail = lines[-1] if lines else type(error).__name__
+    return (f"{path!r} is corrupt or truncated: torch could not read it "
+            f"({type(error).__name__}: {detail[:200]}).")
 
 
 def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
@@ -217,50 +286,57 @@ def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
     return checkpoint
 
 
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    """A tensor as numpy; floating tensors become float32 (our params dtype)."""
-    import torch
+def _read_pth(path: str, unsafe: bool) -> dict[str, np.ndarray]:
+    """The state dict of a ``.pth`` (release wrapper or bare) as numpy arrays (needs torch)."""
+    torch = _import_torch()
 
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"State dict entry {name!r} is a {type(value).__name__}, not a tensor.")
-    value = value.detach().cpu()
-    if value.is_floating_point():
-        value = value.float()
-    return value.numpy()
+    arrays = {}
+    for name, value in _unwrap(_torch_load(path, unsafe), path).items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"State dict entry {name!r} is a {type(value).__name__}, not a tensor.")
+        value = value.detach().cpu()
+        arrays[name] = (value.float() if value.is_floating_point() else value).numpy()
+    return arrays
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    """Floating arrays (bfloat16 included) as float32, our params dtype; others unchanged."""
+    return array.astype(np.float32) if jnp.issubdtype(array.dtype, jnp.floating) else array
 
 
 def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:
-    """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays."""
+    """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays.
+
+    Floating tensors come back as float32. ``.safetensors`` needs no torch.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
     if _file_format(path) == "safetensors":
-        from safetensors.torch import load_file
-
-        state_dict = load_file(path, device="cpu")
+        state_dict = _read_safetensors(path)
     else:
-        state_dict = _unwrap(_torch_load(path, unsafe), path)
-    return {name: _to_numpy(name, value) for name, value in state_dict.items()}
+        state_dict = _read_pth(path, unsafe)
+    return {name: _float32(value) for name, value in state_dict.items()}
 
 
 def save_torch_state_dict(
     path: str, state_dict: Mapping[str, np.ndarray], *, wrap_model: bool = False
 ) -> None:
-    """Writes numpy arrays as torch tensors to ``.pth`` or ``.safetensors``.
+    """Writes numpy arrays to ``.safetensors`` (no torch) or as torch tensors to ``.pth``.
 
     ``wrap_model=True`` writes ``{'model': state_dict}`` (the release layout) to a ``.pth``.
     """
-    import torch
-
-    fmt = _file_format(path)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
-    if fmt == "safetensors":
+    arrays = {name: np.ascontiguousarray(value) for name, value in state_dict.items()}
+    if _file_format(path) == "safetensors":
         if wrap_model:
             raise ValueError("--wrap-model applies to .pth files only.")
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
-        save_file(tensors, path)
-    else:
-        torch.save({"model": tensors} if wrap_model else tensors, path)
+        save_file(arrays, path)
+        return
+    torch = _import_torch()
+
+    tensors = {name: torch.from_numpy(value) for name, value in arrays.items()}
+    torch.save({"model": tensors} if wrap_model else tensors, path)
 
 
 # --------------------------------------------------------------------------
@@ -348,11 +424,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m livt_jax.convert`` argument parser."""
+    """The ``livt-convert`` (= ``python -m livt_jax.convert``) argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m livt_jax.convert",
+        prog="livt-convert",
         description="Convert LiVT/MAE/timm PyTorch checkpoints to and from livt-jax "
-        "params exports.",
+        "params exports (also run as `python -m livt_jax.convert`). .safetensors files "
+        "need no torch; .pth files need the torch extra.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     jax_p = sub.add_parser("to-jax", help="torch .pth/.safetensors -> orbax params export")
@@ -389,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, KeyError, ImportError, FileNotFoundError, FileExistsError) as e:
         # KeyError's str() adds quotes around the message; print the message itself.
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)

@@ -20,13 +20,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import checkpoint, config_guard, mesh as mesh_lib, preemption, report, stage as stage_lib
+from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, preemption,
+                      profiling, report, stage as stage_lib, workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
 
-STAGES = ("pretrain", "finetune", "eval", "livt")
+STAGES = config_checks.STAGES
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -93,6 +94,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_lib.check_stage_batch(config, stage, mesh)
+    if report.is_writer():
+        print(f"{stage}: {mesh_lib.describe(mesh, global_batch)}", flush=True)
     data_cfg = stage_data_config(config, stage)
     train_source, eval_source = pipeline.load_sources(data_cfg.data)
     steps_per_epoch = max(len(train_source) // global_batch, 1)
@@ -127,8 +130,11 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     pending = []
     stop_after = config.stop_after_steps
     step = start_step
+    profiler = profiling.StepWindowProfiler(workdir, config.profile.start_step,
+                                            config.profile.num_steps)
     try:
         while step < total_steps:
+            profiler.before_step(step, state)
             batch = mesh_lib.global_batch_from_local(mesh, next(train_iter))
             state, metrics = built.step(state, batch)
             step += 1
@@ -155,6 +161,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 return {"stopped_at": step, "state": state, "preempted": preempted}
         _check_finite(pending)
     finally:
+        profiler.stop()
         stop.close()
         progress.close()
         writer.close()
@@ -182,11 +189,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs `config.stage` in `workdir`; returns the stage summary (metrics, export path).
 
     `livt` runs MGP in `workdir/pretrain` and BFT in `workdir/finetune`, the
-    latter initialised from the former's export.
+    latter initialised from the former's export. The config is validated for
+    every stage first, and the workdir is locked against a second run.
     """
-    if config.stage not in STAGES:
-        raise ValueError(f"config.stage={config.stage!r}; expected one of {STAGES}")
-    config_guard.check_and_record(config, workdir)
+    config_checks.validate(config, jax.device_count())
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+        config_guard.check_and_record(config, workdir)
+        return _run_stages(config, workdir)
+
+
+def _run_stages(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.stage == "eval":
         return evaluate_export(config, workdir)
     if config.stage != "livt":
