@@ -135,7 +135,7 @@ def _mask_problems(config) -> list[str]:
 
 
 def _data_problems(data) -> list[str]:
-    from livt_jax.data import long_tail, pipeline, samplers  # pylint: disable=import-outside-toplevel
+    from livt_jax.data import long_tail, pipeline  # pylint: disable=import-outside-toplevel
 
     problems = []
     if data.source not in pipeline.SOURCES:
