@@ -49,6 +49,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from livt_jax.checkpoint import absolute_path, load_params_export, save_params_export
