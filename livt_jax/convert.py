@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
+import io
 import pickle
 import sys
 from collections.abc import Mapping
@@ -52,8 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from livt_jax.checkpoint import (EXPORT_KEY, absolute_path, load_params_export,
+from livt_jax import paths
+from livt_jax.checkpoint import (EXPORT_KEY, load_params_export,
                                  save_params_export)
+
 KINDS = ("vit", "mae")
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -187,16 +189,17 @@ def _torch_load(path: str, unsafe: bool) -> Any:
     """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
     import torch
 
+    data = io.BytesIO(paths.read_bytes(path, "a torch checkpoint"))
     if unsafe:
         print(
             f"WARNING: --unsafe-load: fully unpickling {path!r}. This runs any code the file "
             "contains; use it only for files you trust.",
             file=sys.stderr,
         )
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(data, map_location="cpu", weights_only=False)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(data, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
         detail = lines[0] if lines else str(e).splitlines()[0]
@@ -231,12 +234,12 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
 
 def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:
     """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays."""
-    if not os.path.isfile(path):
+    if not paths.is_file(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
     if _file_format(path) == "safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
-        state_dict = load_file(path, device="cpu")
+        state_dict = load(paths.read_bytes(path, "a .safetensors file"))
     else:
         state_dict = _unwrap(_torch_load(path, unsafe), path)
     return {name: _to_numpy(name, value) for name, value in state_dict.items()}
@@ -256,11 +259,13 @@ def save_torch_state_dict(
     if fmt == "safetensors":
         if wrap_model:
             raise ValueError("--wrap-model applies to .pth files only.")
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(tensors, path)
+        paths.write_bytes(path, save(tensors))
     else:
-        torch.save({"model": tensors} if wrap_model else tensors, path)
+        buffer = io.BytesIO()
+        torch.save({"model": tensors} if wrap_model else tensors, buffer)
+        paths.write_bytes(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------
@@ -295,8 +300,8 @@ def _target_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any] | None
 
 
 def _check_destination(path: str, force: bool) -> None:
-    """Refuses to replace an existing local file or directory unless ``force``."""
-    if not force and os.path.exists(path):
+    """Refuses to replace an existing file, directory or object unless ``force``."""
+    if not force and paths.exists(path):
         raise FileExistsError(f"{path!r} exists; pass --force to replace it.")
 
 
@@ -314,7 +319,7 @@ def to_jax(args: argparse.Namespace) -> None:
     checked = "unchecked (no target model given)" if target is None else f"checked against {target}"
     print(
         f"Wrote {kind} params ({len(state_dict)} tensors, shapes {checked}) "
-        f"to {absolute_path(args.dst)}"
+        f"to {paths.resolve(args.dst)}"
     )
 
 

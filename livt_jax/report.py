@@ -6,12 +6,14 @@ Only process 0 writes; every function here is a no-op elsewhere.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
+
+from livt_jax import paths
 
 GROUPS = ("many", "medium", "few")
 
@@ -26,27 +28,28 @@ class MetricWriter:
 
     def __init__(self, workdir: str, stage: str):
         self.stage = stage
-        self._jsonl = os.path.join(workdir, "metrics.jsonl")
+        self._jsonl = paths.join(workdir, "metrics.jsonl")
         self._tb = None
         if is_writer():
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tb", stage))
+            if paths.is_url(workdir):
+                _write_events_through_paths(workdir.partition("://")[0])
+            self._tb = SummaryWriter(paths.join(workdir, "tb", stage))
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not is_writer():
             return
         clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0 and v is not None}
-        with open(self._jsonl, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
+        paths.append_text(self._jsonl, json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
         for key, value in clean.items():
             self._tb.add_scalar(f"{self.stage}/{key}", value, step)
         self._tb.flush()
 
     def _records(self) -> list[dict]:
-        if not os.path.exists(self._jsonl):
+        if not paths.exists(self._jsonl):
             return []
-        with open(self._jsonl, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        text = paths.read_text(self._jsonl, "the run's metrics.jsonl")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def read_eval_history(self) -> list[dict]:
         """This stage's earlier evaluations as `{'top1': ..., 'epoch': ...}` dicts."""
@@ -60,12 +63,45 @@ class MetricWriter:
         if not is_writer():
             return
         kept = [r for r in self._records() if r.get("stage") != self.stage or r["step"] <= step]
-        with open(self._jsonl, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        paths.write_text(self._jsonl, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+class _EventObject:
+    """A TensorBoard event file in a bucket: buffered, the whole object rewritten
+    on each flush (objects cannot be appended to)."""
+
+    def __init__(self, url: str):
+        self.url, self.buffer = url, io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        paths.write_bytes(self.url, self.buffer.getvalue())
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _EventObjectFactory:
+    """tensorboardX's writer-factory interface for `scheme://` event files."""
+
+    def open(self, url: str) -> _EventObject:
+        return _EventObject(url)
+
+    def directory_check(self, url: str) -> None:
+        paths.makedirs(url)
+
+
+def _write_events_through_paths(scheme: str) -> None:
+    """Routes tensorboardX's `scheme://` event files through `paths` (its own GCS
+    writer retries for minutes and re-uploads from `__del__` after close)."""
+    from tensorboardX import record_writer
+    record_writer.register_writer_factory(scheme, _EventObjectFactory())
 
 
 def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.ndarray,
@@ -73,11 +109,12 @@ def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.
     """One row per class: index, name, training count, shot group, test accuracy (%)."""
     if not is_writer():
         return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", "name", "train_count", "group", "accuracy"])
-        for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
-            writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["class", "name", "train_count", "group", "accuracy"])
+    for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
+        writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+    paths.write_text(path, text.getvalue())
 
 
 def shot_group_name(train_count: int) -> str:
@@ -100,7 +137,7 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
     accuracy_vs_count_axes(ax, "test accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -133,7 +170,7 @@ def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
             axes[r, i].axis("off")
         axes[r, 0].set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

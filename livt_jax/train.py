@@ -11,7 +11,6 @@ from per-process data, so the same code runs on 1 CPU, 8 GPUs or a TPU pod.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any, Callable, Optional
@@ -25,7 +24,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, report
+from livt_jax import checkpoint, losses, mesh as mesh_lib, optim, paths, report
 from livt_jax.data import device_augment, mixup, pipeline
 from livt_jax.metrics import EvalAccumulator
 from livt_jax.models import mae as mae_lib, transfer, vit as vit_lib
@@ -217,9 +216,9 @@ def _gather(x: jax.Array) -> np.ndarray:
 def write_eval_outputs(workdir: str, name: str, result: dict, source) -> None:
     """Per-class CSV and accuracy-vs-count plot for one evaluation."""
     counts = np.asarray(source.class_counts)
-    report.write_per_class_csv(os.path.join(workdir, f"{name}_per_class.csv"),
+    report.write_per_class_csv(paths.join(workdir, f"{name}_per_class.csv"),
                                source.class_names, counts, result["per_class_accuracy"])
-    report.plot_per_class_accuracy(os.path.join(workdir, f"{name}_per_class.png"), counts,
+    report.plot_per_class_accuracy(paths.join(workdir, f"{name}_per_class.png"), counts,
                                    result["per_class_accuracy"], f"per-class accuracy ({name})")
 
 
@@ -314,7 +313,7 @@ class _EvalTracker:
 
 def run_stage(config, workdir: str, stage: str) -> dict:
     """Trains one stage ('pretrain' or 'finetune') in `workdir`; returns its summary."""
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     stage_cfg = config[stage]
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_cfg.batch_size
@@ -344,7 +343,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         data_cfg, train_source, batch_size=per_process_batch, seed=config.seed,
         num_steps=total_steps, **shard))
     manager = checkpoint.make_manager(
-        os.path.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
+        paths.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
         keep=config.checkpoint.keep, keep_best=stage == "finetune",
         async_save=config.checkpoint.async_save)
     abstract_state = jax.tree_util.tree_map(
@@ -407,7 +406,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         writer.close()
         manager.wait_until_finished()
 
-    export_dir = os.path.join(workdir, "export")
+    export_dir = paths.join(workdir, "export")
     checkpoint.save_params_export(export_dir, state.params)
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
@@ -474,7 +473,7 @@ def write_reconstructions(config, data_cfg, workdir: str, model: mae_lib.MaskedA
     mean = np.asarray(config.data.mean, np.float32)
     std = np.asarray(config.data.std, np.float32)
     to_pixels = lambda x: np.asarray(x) * std + mean  # noqa: E731
-    report.save_image_grid(os.path.join(workdir, "reconstructions.png"),
+    report.save_image_grid(paths.join(workdir, "reconstructions.png"),
                            [to_pixels(images), to_pixels(masked), to_pixels(recon)],
                            ["original", "masked input", f"reconstruction (loss {float(loss):.3f})"])
 
@@ -483,7 +482,7 @@ def evaluate_export(config, workdir: str) -> dict:
     """The `eval` stage: scores `config.eval.params_from` (a ViT params export)."""
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     mesh_lib.check_global_batch(config.eval.batch_size, mesh)
     data_cfg = stage_data_config(config, "finetune")
@@ -520,10 +519,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return evaluate_export(config, workdir)
     if config.stage != "livt":
         return run_stage(config, workdir, config.stage)
-    pretrain = run_stage(config, os.path.join(workdir, "pretrain"), "pretrain")
+    pretrain = run_stage(config, paths.join(workdir, "pretrain"), "pretrain")
     if "stopped_at" in pretrain:
         return pretrain
     config = config.copy_and_resolve_references()
     config.finetune.init_from = pretrain["export"]
     config.finetune.init_kind = "mae"
-    return run_stage(config, os.path.join(workdir, "finetune"), "finetune")
+    return run_stage(config, paths.join(workdir, "finetune"), "finetune")

@@ -37,6 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
+from livt_jax import paths
 from livt_jax.data import augment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.sources import CACHE_CLASSES_FILE, LabelledSource, SplitListSource, TfdsSource, cache_files
@@ -109,7 +110,13 @@ def build_cache(
     source: str, splits: Sequence[str], out_dir: str, *, name: str = "", data_dir: str | None = None,
     resize_shorter: int = 256, in_chans: int = 3, workers: int = 0,
 ) -> None:
-    """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and ``classes.json``."""
+    """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and ``classes.json``.
+
+    The sources may be read from a bucket; ``out_dir`` must be local (the cache
+    is written and later read memory-mapped)."""
+    if paths.is_url(out_dir):
+        raise ValueError(f"--out {out_dir}: a cache is memory-mapped and must be written to "
+                         "local disk (copy it to a bucket afterwards if you want it there)")
     os.makedirs(out_dir, exist_ok=True)
     opened = {}
     for spec in splits:
@@ -120,8 +127,8 @@ def build_cache(
     for split, split_source in opened.items():
         logging.info("caching %s (%d images) into %s", split, len(split_source), out_dir)
         write_split(split_source, out_dir, split, resize_shorter, workers)
-    with open(os.path.join(out_dir, CACHE_CLASSES_FILE), "w", encoding="utf-8") as f:
-        json.dump({"class_names": class_names, "source": source, "name": name, "resize_shorter": resize_shorter}, f)
+    paths.write_text(paths.join(out_dir, CACHE_CLASSES_FILE), json.dumps(
+        {"class_names": class_names, "source": source, "name": name, "resize_shorter": resize_shorter}))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,13 +14,15 @@ Image sizes may differ between records (split lists); the pipeline resizes.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from livt_jax import paths
 
 CACHE_CLASSES_FILE = "classes.json"
 
@@ -143,22 +145,22 @@ def read_split_list(path: str) -> tuple[list[str], np.ndarray]:
     Returns:
       (relative paths, int64 labels (N,)).
     """
-    paths, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.rsplit(None, 1)
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit() or int(fields[1]) < 0:
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'relative/path label' with a label >= 0, "
-                    f"got {line.rstrip()!r}"
-                )
-            paths.append(fields[0].strip())
-            labels.append(int(fields[1]))
-    if not paths:
+    relative_paths, labels = [], []
+    text = paths.read_text(path, "a split list")
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rsplit(None, 1)
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit() or int(fields[1]) < 0:
+            raise ValueError(
+                f"{path}:{line_no}: expected 'relative/path label' with a label >= 0, "
+                f"got {line.rstrip()!r}"
+            )
+        relative_paths.append(fields[0].strip())
+        labels.append(int(fields[1]))
+    if not relative_paths:
         raise ValueError(f"split list {path} holds no records")
-    return paths, np.asarray(labels, dtype=np.int64)
+    return relative_paths, np.asarray(labels, dtype=np.int64)
 
 
 def decode_image(path: str, in_chans: int) -> np.ndarray:
@@ -166,7 +168,7 @@ def decode_image(path: str, in_chans: int) -> np.ndarray:
     modes = {1: "L", 3: "RGB"}
     if in_chans not in modes:
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(paths.read_bytes(path, "an image file"))) as img:
         return _with_channel_axis(np.asarray(img.convert(modes[in_chans])))
 
 
@@ -174,7 +176,7 @@ class SplitListSource(LabelledSource):
     """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style)."""
 
     def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None):
-        if not os.path.isdir(root):
+        if not paths.is_dir(root):
             raise FileNotFoundError(f"image root {root!r} is not a directory")
         self.root, self.list_file, self.in_chans = root, list_file, in_chans
         self.paths, labels = read_split_list(list_file)
@@ -183,18 +185,18 @@ class SplitListSource(LabelledSource):
         self.labels = _check_labels(labels, num_classes, list_file)
 
     def __getitem__(self, index: int) -> dict:
-        image = decode_image(os.path.join(self.root, self.paths[index]), self.in_chans)
+        image = decode_image(paths.join(self.root, self.paths[index]), self.in_chans)
         return {"image": image, "label": int(self.labels[index])}
 
     def __repr__(self) -> str:
-        return f"SplitListSource(list={os.path.basename(self.list_file)!r}, num_records={len(self)})"
+        return f"SplitListSource(list={paths.basename(self.list_file)!r}, num_records={len(self)})"
 
 
 def cache_files(cache_dir: str, split: str) -> tuple[str, str]:
     """Paths of a cached split: (images .npy, labels .npy)."""
     return (
-        os.path.join(cache_dir, f"{split}_images.npy"),
-        os.path.join(cache_dir, f"{split}_labels.npy"),
+        paths.join(cache_dir, f"{split}_images.npy"),
+        paths.join(cache_dir, f"{split}_labels.npy"),
     )
 
 
@@ -208,14 +210,18 @@ class CacheSource(LabelledSource):
     """
 
     def __init__(self, cache_dir: str, split: str):
+        if paths.is_url(cache_dir):
+            raise ValueError(
+                f"the cache {cache_dir} is in a bucket, but a cache is memory-mapped and must be "
+                "on local disk: copy it (`gcloud storage cp -r URL LOCAL_DIR`) or mount the "
+                "bucket with gcsfuse, and point data.data_dir there")
         self.cache_dir, self.split = cache_dir, split
         self._images_path, labels_path = cache_files(cache_dir, split)
-        classes_path = os.path.join(cache_dir, CACHE_CLASSES_FILE)
+        classes_path = paths.join(cache_dir, CACHE_CLASSES_FILE)
         for path in (self._images_path, labels_path, classes_path):
-            if not os.path.isfile(path):
+            if not paths.is_file(path):
                 raise FileNotFoundError(f"cache file {path!r} is missing (build it with livt_jax.data.cache)")
-        with open(classes_path, encoding="utf-8") as f:
-            self.class_names = list(json.load(f)["class_names"])
+        self.class_names = list(json.loads(paths.read_text(classes_path))["class_names"])
         self.labels = _check_labels(np.load(labels_path), len(self.class_names), labels_path)
         self._images = None
 
@@ -232,5 +238,5 @@ class CacheSource(LabelledSource):
         return {"image": np.array(self.images[index]), "label": int(self.labels[index])}
 
     def __repr__(self) -> str:
-        name = os.path.basename(os.path.normpath(self.cache_dir))
+        name = paths.basename(self.cache_dir)
         return f"CacheSource(cache={name!r}, split={self.split!r}, num_records={len(self)})"
