@@ -22,6 +22,7 @@ import io
 import os
 from typing import IO, Iterator
 
+import fsspec
 from etils import epath
 
 NO_CREDENTIALS_HINT = ("no credentials or no permission? Run `gcloud auth application-default "
@@ -118,7 +119,11 @@ def open_file(path: str, mode: str = "r") -> IO:
 
 
 def read_bytes(path: str, expected: str = "a file") -> bytes:
+    """The whole file; from a bucket in one GET (no metadata request first: 2-3x
+    faster per image than opening the object)."""
     with storage_errors(path, expected):
+        if is_url(path):
+            return fsspec.filesystem(path.partition("://")[0]).cat_file(path)
         return epath.Path(path).read_bytes()
 
 
