@@ -10,7 +10,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from livt_jax import train
+from livt_jax import paths, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
@@ -43,7 +43,10 @@ def main(argv):
         initialize_distributed(config.distributed)
     logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.devices()[0].device_kind)
-    train.train_and_evaluate(config, _WORKDIR.value)
+    try:
+        train.train_and_evaluate(config, _WORKDIR.value)
+    except paths.StorageError as e:  # a missing bucket/object or no credentials: one line
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

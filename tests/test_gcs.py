@@ -136,7 +136,7 @@ def test_split_list_data_in_the_bucket_trains_and_evaluates(prefix, tmp_path):
               "--config.data.image_size=32", "--config.model.patch_size=8",
               "--config.pretrain.epochs=1", "--config.finetune.epochs=1",
               "--config.pretrain.batch_size=16", "--config.finetune.batch_size=16",
-              "--config.eval.batch_size=16", *TINY_MODEL], tmp_path)
+              "--config.eval.batch_size=16", "--config.model.dtype=bfloat16", *TINY_MODEL], tmp_path)
     rows = paths.read_text(f"{prefix}/livt_in1k/finetune/final_per_class.csv").splitlines()
     assert rows[0].startswith("class,name,train_count") and len(rows) == 1 + 3
     assert [int(r.split(",")[2]) for r in rows[1:]] == [12, 4, 4]  # the lists' train counts
@@ -173,11 +173,19 @@ def test_eval_and_convert_to_torch_read_a_bucket_export(prefix, tmp_path):
 
 # ----------------------------------------------------------------------------- errors
 
-def test_missing_bucket_is_one_line_naming_it(gcs_bucket):
+def test_missing_bucket_is_one_line_naming_it(gcs_bucket, tmp_path):
     start = time.monotonic()
     with pytest.raises(paths.StorageError, match=r"^bucket gs://no-such-bucket does not exist") as e:
         train.train_and_evaluate(tiny_config(), "gs://no-such-bucket/run")
     assert "\n" not in str(e.value) and time.monotonic() - start < 10
+    # The command line prints that line alone (no traceback).
+    result = subprocess.run(
+        [sys.executable, "-m", "livt_jax.main", "--config", os.path.join(REPO, "configs/demo.py"),
+         "--workdir", "gs://no-such-bucket/run"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: bucket gs://no-such-bucket does not exist")
 
 
 def test_missing_objects_name_the_url(prefix):
