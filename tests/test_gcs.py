@@ -89,23 +89,45 @@ def test_demo_run_with_workdir_and_data_in_the_bucket_writes_only_there(prefix, 
     assert Image.open(io.BytesIO(png)).size[0] > 100
 
 
-def test_stopped_run_resumes_from_the_bucket_bit_identically(prefix, tmp_path):
+def test_killed_run_resumes_from_the_bucket_bit_identically(prefix, tmp_path):
     config = tiny_config(**{"finetune.epochs": 2})
     config.stage = "finetune"
     straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
-    config.stop_after_steps = 7
-    stopped = train.train_and_evaluate(config, f"{prefix}/run")
-    assert stopped["stopped_at"] == 7
-    assert any(p.startswith("checkpoints/7/") for p in objects(f"{prefix}/run"))
-    config.stop_after_steps = 0
-    resumed = train.train_and_evaluate(config, f"{prefix}/run")
-    assert resumed["total_steps"] == straight["total_steps"] > 7
+    # The same run as a command, killed (SIGKILL: no chance to save) once step 7 is
+    # logged and a checkpoint is complete in the bucket; an async save may be half-written.
+    workdir = f"{prefix}/run"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "livt_jax.main", "--config", os.path.join(REPO, "configs/demo.py"),
+         "--workdir", workdir, "--config.stage=finetune", "--config.finetune.epochs=2",
+         "--config.finetune.batch_size=64", "--config.eval.batch_size=512", *TINY_MODEL],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    manager = checkpoint.make_manager(f"{workdir}/checkpoints", save_every_steps=5, keep=2,
+                                      keep_best=True, async_save=False)
+    deadline = time.monotonic() + 600
+    try:
+        while run.poll() is None and time.monotonic() < deadline:
+            logged = paths.exists(f"{workdir}/metrics.jsonl") and max(
+                r["step"] for r in read_jsonl(f"{workdir}/metrics.jsonl")) >= 7
+            manager.reload()
+            if logged and manager.latest_step() is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == -9, "the run ended before it could be killed"
+    manager.reload()
+    killed_at = manager.latest_step()
+    manager.close()
+    resumed = train.train_and_evaluate(config, workdir)
+    assert resumed["total_steps"] == straight["total_steps"] > killed_at >= 5
     for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(straight["state"].params)),
                     jax.tree_util.tree_leaves(jax.device_get(resumed["state"].params)), strict=True):
         np.testing.assert_array_equal(a, b)
     losses = lambda rows: {r["step"]: r["loss"] for r in rows if "loss" in r}  # noqa: E731
     local = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").open()]
-    assert losses(read_jsonl(f"{prefix}/run/metrics.jsonl")) == losses(local)
+    assert losses(read_jsonl(f"{workdir}/metrics.jsonl")) == losses(local)
     assert resumed["best"]["top1"] == straight["best"]["top1"]
 
 
