@@ -1,8 +1,9 @@
 """Train-step speed: `python -m livt_jax.benchmark [--config ...] [--compare-torch]`.
 
-Times the project's real jitted train step (the one `train.run_stage` uses:
-model, loss, Mixup/CutMix on device, AdamW with layer-wise decay, donated
-state) on device-resident random batches, and prints one table per stage:
+Times the project's real jitted train step (`stage.build_stage`, the one
+`train.run_stage` runs: model, loss, Mixup/CutMix on device, AdamW with
+layer-wise decay, gradient accumulation, donated state) on device-resident
+random batches, and prints one table per stage:
 device, images/s, step ms, MFU from analytic matmul FLOPs and from XLA's
 cost analysis (both against a bf16 GEMM peak measured on the same card),
 and peak device memory. With `--compare-torch` the timm/PyTorch reference
@@ -25,8 +26,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from livt_jax import mesh as mesh_lib, optim, train
-from livt_jax.data import device_augment
+from livt_jax import mesh as mesh_lib, stage as stage_lib
+from livt_jax.config_lib import stage_image_size
+from livt_jax.models import factory
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/imagenet_lt.py", "Config whose model/optimizer are timed.",
@@ -104,57 +106,66 @@ def peak_memory_gib() -> float | None:
     return None if peak is None else peak / 2 ** 30
 
 
-def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int) -> dict:
-    """Builds the stage's real step on all local devices and times it."""
+def synthetic_class_counts(num_classes: int = 1000) -> np.ndarray:
+    """ImageNet-LT-like training counts (C,): 1280 / (c + 1), at least 5."""
+    return np.maximum(1280 * (np.arange(num_classes) + 1.0) ** -1.0, 5).astype(np.int64)
+
+
+def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int, *,
+                    train_counts: np.ndarray | None = None, steps_per_epoch: int = 1000,
+                    total_steps: int = 100_000) -> dict:
+    """Times `stage`'s real step (`stage.build_stage` of `config` with global batch
+    `batch`) on all local devices. `train_counts` (default: 1000 synthetic
+    long-tailed classes) and the schedule lengths are the step's constants."""
+    config = config.copy_and_resolve_references()
+    config[stage].batch_size = batch
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    mesh_lib.check_global_batch(batch, mesh)
-    size = train.stage_image_size(config, config[stage])
-    num_classes = 1000
-    counts = np.maximum(1280 * (np.arange(num_classes) + 1.0) ** -1.0, 5).astype(np.int64)
-    dims = train.model_dims(config.model)
-    if stage == "pretrain":
-        model = train.build_mae(config, size)
-        loss_fn = train.pretrain_loss_fn(model)
-        analytic = mae_train_flops(size, dims["patch_size"], dims["embed_dim"], dims["depth"],
-                                   config.model.decoder_embed_dim, config.model.decoder_depth,
-                                   config.model.mask_ratio, config.data.in_chans)
-    else:
-        model = train.build_vit(config, num_classes, size, config.finetune.drop_path)
-        loss_fn = train.finetune_loss_fn(model, config.finetune, counts)
-        analytic = vit_train_flops(size, dims["patch_size"], dims["embed_dim"], dims["depth"],
-                                   num_classes, config.data.in_chans)
-    loss_fn = device_augment.wrap_loss_fn(loss_fn, train.stage_data_config(config, stage))
-    shape = (size, size, config.data.in_chans)
-    tx, schedule = optim.make_optimizer(config[stage].optim, train.abstract_params(model, shape),
-                                        stage=stage, depth=dims["depth"], global_batch=batch,
-                                        steps_per_epoch=1000, total_steps=100_000)
-    state, shardings = train.init_state(model, tx, shape, jax.random.key(0), mesh)
-    step_fn = jax.jit(train.make_train_step(loss_fn, tx, schedule, 1),
-                      in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                      out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
-    rng = np.random.default_rng(0)
-    if config.data.device_augment:  # uint8 images as a cache at size / 0.875 holds them
-        side = int(size / config[stage].aug.eval_crop_pct)
-        images = rng.integers(0, 256, (batch, side, side, shape[-1]), dtype=np.uint8)
-    else:
-        images = rng.normal(size=(batch, *shape)).astype(np.float32)
-    data = mesh_lib.global_batch_from_local(mesh, {
-        "image": images,
-        "label": rng.integers(0, num_classes, batch).astype(np.int32)})
-    compiled = step_fn.lower(state, data).compile()
+    counts = synthetic_class_counts() if train_counts is None else np.asarray(train_counts)
+    built, state = stage_lib.build_stage(config, stage, mesh, counts,
+                                         steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    data = mesh_lib.global_batch_from_local(mesh, random_batch(config, stage, batch, len(counts)))
+    compiled = built.step.lower(state, data).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost.get("flops", 0.0)) / batch if cost else 0.0
 
     holder = {"state": state}
+    del state  # donated by the first step
 
     def one_step():
-        holder["state"], metrics = step_fn(holder["state"], data)
+        holder["state"], metrics = built.step(holder["state"], data)
         return metrics["loss"]
 
     seconds = time_fn(one_step, steps, warmup)
     return {"stage": stage, "img_s": batch / seconds, "step_ms": 1e3 * seconds,
-            "analytic_flops": analytic, "xla_flops": xla_flops, "mem_gib": peak_memory_gib()}
+            "analytic_flops": analytic_train_flops(config, stage, len(counts)),
+            "xla_flops": xla_flops, "mem_gib": peak_memory_gib()}
+
+
+def random_batch(config, stage: str, batch: int, num_classes: int) -> dict[str, np.ndarray]:
+    """A batch of the shapes and dtypes `stage`'s loader gives: float images, or
+    with `data.device_augment` uint8 images at side S / eval_crop_pct (a cache's)."""
+    size = stage_image_size(config, stage)
+    chans = config.data.in_chans
+    rng = np.random.default_rng(0)
+    if config.data.device_augment:
+        side = int(size / config[stage].aug.eval_crop_pct)
+        images = rng.integers(0, 256, (batch, side, side, chans), dtype=np.uint8)
+    else:
+        images = rng.normal(size=(batch, size, size, chans)).astype(np.float32)
+    return {"image": images, "label": rng.integers(0, num_classes, batch).astype(np.int32)}
+
+
+def analytic_train_flops(config, stage: str, num_classes: int) -> float:
+    """`mae_train_flops` (pretrain) or `vit_train_flops` (finetune) of `config.model`."""
+    size = stage_image_size(config, stage)
+    dims = factory.model_dims(config.model)
+    if stage == "pretrain":
+        return mae_train_flops(size, dims["patch_size"], dims["embed_dim"], dims["depth"],
+                               config.model.decoder_embed_dim, config.model.decoder_depth,
+                               config.model.mask_ratio, config.data.in_chans)
+    return vit_train_flops(size, dims["patch_size"], dims["embed_dim"], dims["depth"],
+                           num_classes, config.data.in_chans)
 
 
 def torch_reference(config, batch: int, steps: int, warmup: int) -> dict:
@@ -163,8 +174,8 @@ def torch_reference(config, batch: int, steps: int, warmup: int) -> dict:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dims = train.model_dims(config.model)
-    size = train.stage_image_size(config, config.finetune)
+    dims = factory.model_dims(config.model)
+    size = stage_image_size(config, "finetune")
     model = timm.models.vision_transformer.VisionTransformer(
         img_size=size, patch_size=dims["patch_size"], in_chans=config.data.in_chans,
         embed_dim=dims["embed_dim"], depth=dims["depth"], num_heads=dims["num_heads"],

@@ -7,7 +7,10 @@ with an error naming it. Model sizes of 0 mean "take them from `variant`".
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
+from ml_collections.config_flags import config_flags  # the parser behind --config
 
 
 def _optim(**overrides) -> ml_collections.ConfigDict:
@@ -70,3 +73,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
     c.num_vis_images = 8  # MGP reconstruction grid
     return c
+
+
+def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
+    """`PATH[:ARG]` -> the file's `get_config(ARG)`, loaded (and locked) by the parser
+    `config_flags.DEFINE_config_file` uses, for entry points without absl flags."""
+    path = spec.split(":", 1)[0]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} not found (from {spec!r})")
+    return config_flags.ConfigFileFlagParser("config", lock_config=lock).parse(spec)
+
+
+def stage_image_size(config: ml_collections.ConfigDict, stage: str) -> int:
+    """The image side (pixels) `stage` trains at: its own `image_size`, else `data.image_size`."""
+    return config[stage].image_size or config.data.image_size
+
+
+def stage_data_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
+    """The `{'data', 'aug'}` view the input pipeline reads for `stage` ('pretrain' or
+    'finetune'): `config.data` at the stage's image size, and the stage's `aug`."""
+    data = ml_collections.ConfigDict(config.data.to_dict())
+    data.image_size = stage_image_size(config, stage)
+    return ml_collections.ConfigDict({"data": data, "aug": config[stage].aug.to_dict()})

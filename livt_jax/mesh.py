@@ -60,6 +60,12 @@ def state_shardings(mesh: Mesh, abstract_state: Any) -> Any:
         lambda leaf: NamedSharding(mesh, fsdp_spec(leaf.shape, fsdp_size)), abstract_state)
 
 
+def sharded_abstract(abstract: Any, shardings: Any) -> Any:
+    """`jax.ShapeDtypeStruct`s of `abstract` carrying `shardings` (a restore target)."""
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+
+
 def check_global_batch(global_batch: int, mesh: Mesh) -> None:
     """Raises a clear error when the global batch does not split over the devices."""
     n = mesh.devices.size

@@ -22,6 +22,19 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
+def read_metrics(path: str, stage: Optional[str] = None) -> list[dict]:
+    """The records of a `metrics.jsonl` (or of `path/metrics.jsonl` for a run's
+    folder), oldest first: `{'stage', 'step', **scalars}` dicts, only `stage`'s
+    when given; `[]` when the file does not exist."""
+    if paths.is_dir(path):
+        path = paths.join(path, "metrics.jsonl")
+    if not paths.exists(path):
+        return []
+    text = paths.read_text(path, "a metrics.jsonl")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in records if stage is None or r["stage"] == stage]
+
+
 class MetricWriter:
     """Appends `{'step', 'stage', **scalars}` lines to `workdir/metrics.jsonl` and
     mirrors the scalars to TensorBoard (`workdir/tb`)."""
@@ -45,24 +58,18 @@ class MetricWriter:
             self._tb.add_scalar(f"{self.stage}/{key}", value, step)
         self._tb.flush()
 
-    def _records(self) -> list[dict]:
-        if not paths.exists(self._jsonl):
-            return []
-        text = paths.read_text(self._jsonl, "the run's metrics.jsonl")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
     def read_eval_history(self) -> list[dict]:
         """This stage's earlier evaluations as `{'top1': ..., 'epoch': ...}` dicts."""
         return [{k[len("eval_"):]: v for k, v in r.items() if k.startswith("eval_")}
-                for r in self._records()
-                if r.get("stage") == self.stage and "eval_top1" in r]
+                for r in read_metrics(self._jsonl, self.stage) if "eval_top1" in r]
 
     def truncate_after(self, step: int) -> None:
         """Drops this stage's lines logged after `step` (a run killed after its
         last checkpoint repeats those steps when it resumes)."""
         if not is_writer():
             return
-        kept = [r for r in self._records() if r.get("stage") != self.stage or r["step"] <= step]
+        kept = [r for r in read_metrics(self._jsonl)
+                if r["stage"] != self.stage or r["step"] <= step]
         paths.write_text(self._jsonl, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:

@@ -1,9 +1,14 @@
-"""The speed benchmark: analytic FLOPs against the anchors' figures, and a CPU smoke run."""
+"""The speed benchmark: analytic FLOPs against the anchors' figures, a CPU smoke run, and
+that it times the very step the trainer runs."""
 
+import jax
 import pytest
 
 from configs import demo
-from livt_jax import benchmark
+from livt_jax import benchmark, mesh as mesh_lib, stage as stage_lib, train
+from tests.test_train import tiny_config
+
+_BUILD_STAGE = stage_lib.build_stage
 
 
 def test_analytic_flops_match_the_anchor_figures():
@@ -32,3 +37,37 @@ def test_benchmark_runs_the_real_step_on_cpu():
         assert row["xla_flops"] > 0
     table = benchmark.format_table(rows, peak=1e12)
     assert "finetune" in table and "pretrain" in table and "img/s" in table
+
+
+def _lowered_steps(monkeypatch, tmp_path, grad_accum):
+    """The StableHLO text of the trainer's step and of the benchmark's step, built
+    from one config (tiny BFT, `grad_accum` micro-batches), lowered on the same inputs."""
+    built = []
+
+    def recording_build(*args, **kwargs):
+        stage, state = _BUILD_STAGE(*args, **kwargs)
+        built.append((args, kwargs, stage, mesh_lib.sharded_abstract(state, stage.shardings)))
+        return stage, state
+
+    monkeypatch.setattr(stage_lib, "build_stage", recording_build)
+    config = tiny_config(**{"finetune.grad_accum_steps": grad_accum})
+    config.stage = "finetune"
+    config.stop_after_steps = 1
+    train.train_and_evaluate(config, str(tmp_path))
+    (_, _, _, counts), schedule, _, _ = built[0]
+    benchmark.benchmark_stage(config, "finetune", batch=config.finetune.batch_size, steps=1,
+                              warmup=0, train_counts=counts, **schedule)
+    assert len(built) == 2
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=mesh_lib.batch_sharding(
+        built[0][2].mesh)) for k, v in benchmark.random_batch(
+            config, "finetune", config.finetune.batch_size, len(counts)).items()}
+    return [stage.step.lower(abstract_state, batch).as_text()
+            for _, _, stage, abstract_state in built]
+
+
+def test_benchmark_times_the_trainers_step(monkeypatch, tmp_path):
+    trainer, bench = _lowered_steps(monkeypatch, tmp_path / "accum2", grad_accum=2)
+    assert trainer == bench
+    # The comparison can fail: without accumulation the program is another one.
+    single, _ = _lowered_steps(monkeypatch, tmp_path / "accum1", grad_accum=1)
+    assert single != trainer

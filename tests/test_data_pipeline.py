@@ -1,19 +1,21 @@
 """Loaders: determinism, checkpointable iterator state, process shards, eval padding."""
 
-import ml_collections
 import numpy as np
 import pytest
 
+from livt_jax import config_lib
 from livt_jax.data import pipeline
 from livt_jax.data.sources import ArraySource
 
 
 def config(sampler="instance", kind="bft"):
-    return ml_collections.ConfigDict(dict(
-        data=dict(source="animal_mnist", image_size=8, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3,
-                  sampler=sampler),
-        aug=dict(kind=kind, scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-                 randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)))
+    """The base config's BFT view at 8 px, 3 channels."""
+    base = config_lib.base_config()
+    base.data.update(dict(source="animal_mnist", image_size=8, in_chans=3, mean=(0.5,) * 3,
+                          std=(0.25,) * 3, sampler=sampler))
+    view = config_lib.stage_data_config(base, "finetune")
+    view.aug.kind = kind
+    return view
 
 
 def indexed_source(n, image_size=10):

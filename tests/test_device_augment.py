@@ -196,7 +196,7 @@ def test_make_batch_transform_is_opt_in():
 def loader_config(device_augment=True):
     return ml_collections.ConfigDict(dict(
         data=dict(source="animal_mnist", image_size=8, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3,
-                  sampler="instance", device_augment=device_augment),
+                  sampler="instance", worker_count=0, device_augment=device_augment),
         aug=dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
                  randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)))
 

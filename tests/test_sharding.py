@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from livt_jax import mesh as mesh_lib, optim, train
+from livt_jax import config_lib, mesh as mesh_lib, stage as stage_lib
 from configs import demo
 
 
@@ -24,23 +24,13 @@ def _batch(n=16, size=28, classes=10, seed=0):
 def _one_step(config, stage, devices, data, fsdp, grad_accum=1, drop_path=0.1):
     mesh = mesh_lib.make_mesh(data, fsdp, devices=devices)
     counts = np.array([800, 480, 287, 172, 103, 61, 37, 22, 13, 8])
-    if stage == "finetune":
-        model = train.build_vit(config, 10, 28, drop_path=drop_path)
-        loss_fn = train.finetune_loss_fn(model, config.finetune, counts)
-    else:
-        model = train.build_mae(config, 28)
-        loss_fn = train.pretrain_loss_fn(model)
-    abstract = jax.eval_shape(lambda: model.init(
-        {"params": jax.random.key(0), "masking": jax.random.key(0)},
-        np.zeros((1, 28, 28, 1), np.float32), train=False)["params"])
-    tx, schedule = optim.make_optimizer(config[stage].optim, abstract, stage=stage, depth=2,
-                                        global_batch=16, steps_per_epoch=10, total_steps=100)
-    state, shardings = train.init_state(model, tx, (28, 28, 1), jax.random.key(0), mesh)
-    step = jax.jit(train.make_train_step(loss_fn, tx, schedule, grad_accum),
-                   in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                   out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
+    config = config.copy_and_resolve_references()
+    config[stage].update(dict(batch_size=16, grad_accum_steps=grad_accum))
+    config.finetune.drop_path = drop_path
+    built, state = stage_lib.build_stage(config, stage, mesh, counts, steps_per_epoch=10,
+                                         total_steps=100)
     for i in range(2):
-        state, metrics = step(state, mesh_lib.global_batch_from_local(mesh, _batch(seed=i)))
+        state, metrics = built.step(state, mesh_lib.global_batch_from_local(mesh, _batch(seed=i)))
     return jax.device_get(state.params), float(metrics["loss"]), state
 
 
@@ -89,7 +79,7 @@ def test_checkpoint_from_eight_devices_restores_on_one(tmp_path):
 
     config = _config()
     _, _, state8 = _one_step(config, "finetune", jax.devices(), 4, 2)
-    data_cfg = train.stage_data_config(config, "finetune")
+    data_cfg = config_lib.stage_data_config(config, "finetune")
     source, _ = pipeline.load_sources(data_cfg.data)
     loader = pipeline.make_train_loader(data_cfg, source, batch_size=16, seed=0, num_steps=10)
     iterator = iter(loader)
@@ -100,9 +90,8 @@ def test_checkpoint_from_eight_devices_restores_on_one(tmp_path):
     manager.wait_until_finished()
 
     one = mesh_lib.make_mesh(1, 1, devices=jax.devices()[:1])
-    abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_lib.replicated(one)),
-        state8)
+    abstract = mesh_lib.sharded_abstract(
+        state8, jax.tree_util.tree_map(lambda _: mesh_lib.replicated(one), state8))
     fresh = iter(loader)
     restored, step = checkpoint.restore_latest(manager, abstract, fresh)
     assert step == 2

@@ -16,7 +16,6 @@ unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import tempfile
@@ -25,34 +24,25 @@ import time
 import ml_collections
 import numpy as np
 
+from livt_jax import config_lib
 from livt_jax.data import pipeline
 from livt_jax.data.sources import CACHE_CLASSES_FILE, CacheSource, cache_files
 
 
 def config_from_file(spec: str, stage: str) -> ml_collections.ConfigDict:
     """``PATH[:ARG]`` -> the ``{'data', 'aug'}`` view of ``stage`` (as the trainer builds it)."""
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
-    if module_spec is None or not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} not found")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
-    from livt_jax.train import stage_data_config  # pylint: disable=import-outside-toplevel
-
-    return stage_data_config(config, stage)
+    return config_lib.stage_data_config(config_lib.load_config_file(spec), stage)
 
 
 def config_from_flags(args) -> ml_collections.ConfigDict:
-    """A ``{'data', 'aug'}`` view from plain flags (BFT aug values of SPEC §3)."""
+    """The base config's ``{'data', 'aug'}`` view of ``args.stage``, data set from the flags."""
+    config = config_lib.base_config()
     chans = args.in_chans
-    return ml_collections.ConfigDict(dict(
-        data=dict(source=args.source, name=args.name, data_dir=args.data_dir, train_split=args.train_split,
-                  eval_split=args.eval_split, imbalance_ratio=args.imbalance_ratio, imbalance_type="exp",
-                  lt_seed=0, image_size=args.image_size, in_chans=chans, mean=(0.5,) * chans,
-                  std=(0.25,) * chans, sampler=args.sampler, worker_count=args.workers),
-        aug=dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-                 randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)))
+    config.data.update(dict(
+        source=args.source, name=args.name, data_dir=args.data_dir, train_split=args.train_split,
+        eval_split=args.eval_split, imbalance_ratio=args.imbalance_ratio, image_size=args.image_size,
+        in_chans=chans, mean=(0.5,) * chans, std=(0.25,) * chans, sampler=args.sampler))
+    return config_lib.stage_data_config(config, args.stage)
 
 
 def synthetic_cache(folder: str, num_images: int, side: int) -> CacheSource:
@@ -87,7 +77,7 @@ def main(argv=None) -> None:
     parser.add_argument("--stage", default="finetune", choices=("pretrain", "finetune"))
     parser.add_argument("--source", default="animal_mnist")
     parser.add_argument("--name", default="")
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default="")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--imbalance-ratio", type=float, default=1.0)

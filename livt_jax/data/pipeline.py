@@ -1,6 +1,7 @@
 """Input pipeline: sources from ``config.data``, grain loaders with ``config.aug``.
 
-Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage):
+Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage,
+``config_lib.stage_data_config``; every key below is declared in ``config_lib``):
 
 ``config.data``
   - ``source``: 'animal_mnist' | 'tfds' | 'split_list' | 'cache'.
@@ -18,8 +19,8 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage):
   - ``image_size`` (int, model input side S), ``in_chans`` (1 | 3),
     ``mean``, ``std`` (per channel, [0, 1] units).
   - ``sampler``: 'instance' | 'class_balanced' | 'sqrt' | 'progressive'.
-  - ``worker_count`` (optional, default 0): grain worker processes.
-  - ``device_augment`` (optional, default False): the train loader yields
+  - ``worker_count``: grain worker processes (0 = read in-process).
+  - ``device_augment`` (bool): the train loader yields
     ``{'image': uint8 (b, H, W, C), 'label'}`` with no host augmentation (all
     training images must have one size, e.g. a cache) and the train step
     augments on the device (``device_augment.device_train_transform``: no
@@ -174,7 +175,7 @@ class TrainBatches:
         self.config, self.source, self.sampler = config, source, sampler
         # --- device_augment (begin)
         self.raw_shape = None
-        if config.data.get("device_augment", False) and len(source):
+        if config.data.device_augment and len(source):
             self.raw_shape = tuple(source[0]["image"].shape)
         # --- device_augment (end)
 
@@ -253,7 +254,7 @@ def make_train_loader(
         shard_index=shard_index, shard_count=shard_count, num_steps=num_steps,
     )
     length = sys.maxsize if num_steps is None else num_steps
-    return _iterable(length, TrainBatches(config, source, sampler), config.data.get("worker_count", 0))
+    return _iterable(length, TrainBatches(config, source, sampler), config.data.worker_count)
 
 
 def make_eval_loader(
@@ -265,4 +266,4 @@ def make_eval_loader(
         raise ValueError(f"need batch_size > 0 and 0 <= shard_index < shard_count, got "
                          f"{batch_size}, {shard_index}, {shard_count}")
     batches = EvalBatches(config, source, batch_size, shard_index, shard_count)
-    return _iterable(batches.num_batches, batches, config.data.get("worker_count", 0))
+    return _iterable(batches.num_batches, batches, config.data.worker_count)

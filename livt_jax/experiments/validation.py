@@ -47,27 +47,15 @@ def validation_source(config, per_class: int = 100, seed: int = 1234) -> SubsetS
 
 
 def evaluate_export(config, export: str, source) -> dict:
-    """Scores a BFT params export on `source` (top-1, many/medium/few by train counts)."""
-    import jax
-    import jax.numpy as jnp
+    """Scores a BFT params export on `source` (top-1, many/medium/few by train
+    counts), on every process of a multi-process run (each reads its shard)."""
+    from livt_jax import mesh as mesh_lib
+    from livt_jax.evaluator import Evaluator, scalar_metrics
 
-    from livt_jax import checkpoint, mesh as mesh_lib, train
-    data_cfg = train.stage_data_config(config, "finetune")
-    train_source, _ = pipeline.load_sources(data_cfg.data)
-    counts = np.asarray(train_source.class_counts)
-    model = train.build_vit(config, len(counts), train.stage_image_size(config, config.finetune),
-                            0.0)
-    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    shape = (1, model.img_size, model.img_size, config.data.in_chans)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
-                                                 train=False)["params"])
-    shardings = mesh_lib.state_shardings(mesh, abstract)
-    params = checkpoint.load_params_export(export, jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings))
-    loader = pipeline.make_eval_loader(data_cfg, source, batch_size=config.eval.batch_size)
-    result = train.evaluate(train.make_eval_fn(model, shardings, mesh), params, loader, mesh,
-                            len(counts), counts)
-    return {k: float(v) for k, v in result.items() if np.ndim(v) == 0}
+    evaluator = Evaluator.for_config(config, mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp),
+                                     source)
+    result = evaluator.run(evaluator.load_export(export))
+    return {k: float(v) for k, v in scalar_metrics(result).items()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
