@@ -1,11 +1,11 @@
-"""One path layer for local paths and ``gs://`` URLs alike (``etils.epath``).
+"""One path layer for local paths and ``gs://`` URLs alike (``etils.epath`` / fsspec).
 
 Every file the product reads or writes on a user-given path goes through
-here: workdir outputs (``metrics.jsonl``, TensorBoard, CSV, PNG, the
-resolved config), split lists and images, Animal-MNIST pickles, conversion
-inputs and outputs. orbax, grain and tfds take the same strings and use
-epath themselves. ``gs://`` needs ``gcsfs`` (``pip install 'etils[epath-gcs]'``,
-part of this package's core dependencies).
+here: workdir outputs (``metrics.jsonl``, TensorBoard, CSV, PNG), split lists
+and images, Animal-MNIST pickles, conversion inputs and outputs. orbax
+(checkpoints, exports; tensorstore for the arrays) and tfds take the same
+strings and reach the bucket themselves. ``gs://`` needs ``gcsfs``
+(``etils[epath-gcs]``, one of this package's core dependencies).
 
 Object stores are not file systems, and three differences matter here:
 - there are no directories: ``makedirs`` on a URL checks that the bucket
@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import IO, Iterator
+from typing import Iterator
 
 import fsspec
 from etils import epath
@@ -70,30 +70,56 @@ def storage_errors(url: str, expected: str) -> Iterator[None]:
         yield
     except StorageError:
         raise
-    except FileNotFoundError:
-        raise StorageError(f"{url} does not exist (expected {expected})") from None
     except Exception as e:  # gcsfs / google-auth / aiohttp raise many types
-        code = getattr(e, "code", None) or getattr(e, "status", None)
-        detail = " ".join(str(e).split())[:200]
-        hint = f"; {NO_CREDENTIALS_HINT}" if code in (401, 403) else ""
-        raise StorageError(f"cannot access {url} (expected {expected}): "
-                           f"{type(e).__name__}: {detail}{hint}") from None
+        raise one_line_error(url, expected, e) from None
+
+
+def one_line_error(url: str, expected: str, error: Exception) -> StorageError:
+    """``error`` (raised on ``url``) as one line naming the URL and what was expected."""
+    if isinstance(error, FileNotFoundError):
+        return StorageError(f"{url} does not exist (expected {expected})")
+    detail = " ".join(str(error).split())[:200]
+    hint = f"; {NO_CREDENTIALS_HINT}" if _http_code(error) in (401, 403) else ""
+    return StorageError(f"cannot access {url} (expected {expected}): "
+                        f"{type(error).__name__}: {detail}{hint}")
+
+
+def _http_code(error: Exception):
+    return getattr(error, "code", None) or getattr(error, "status", None)
+
+
+def _filesystem(url: str) -> fsspec.AbstractFileSystem:
+    return fsspec.filesystem(url.partition("://")[0])
+
+
+def _info(url: str) -> dict | None:
+    """The metadata of the object or prefix at ``url``; None when there is none.
+    Other failures (no credentials, ...) raise, unlike fsspec's ``exists``."""
+    try:
+        return _filesystem(url).info(url)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # pylint: disable=broad-except
+        raise one_line_error(url, "a readable location", e) from None
 
 
 def exists(path: str) -> bool:
-    with storage_errors(path, "a readable location"):
-        return epath.Path(path).exists()
+    return _info(path) is not None if is_url(path) else os.path.exists(path)
 
 
 def is_file(path: str) -> bool:
-    with storage_errors(path, "a file"):
-        return epath.Path(path).is_file()
+    if not is_url(path):
+        return os.path.isfile(path)
+    info = _info(path)
+    return info is not None and info["type"] == "file"
 
 
 def is_dir(path: str) -> bool:
-    """A local folder, or a URL prefix that holds at least one object."""
-    with storage_errors(path, "a folder"):
-        return epath.Path(path).is_dir()
+    """A local folder, or a URL prefix (or bucket) that holds objects."""
+    if not is_url(path):
+        return os.path.isdir(path)
+    info = _info(path)
+    return info is not None and info["type"] == "directory"
 
 
 def makedirs(path: str) -> None:
@@ -102,20 +128,15 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
         return
     bucket = bucket_of(path)
-    with storage_errors(bucket, "an existing bucket"):
-        if not epath.Path(bucket).exists():
-            raise StorageError(f"bucket {bucket} does not exist (needed for {path}); "
-                               "create it first, e.g. `gcloud storage buckets create`")
-
-
-def open_file(path: str, mode: str = "r") -> IO:
-    """``open`` for a local path or a URL (text modes use UTF-8). Not for appending."""
-    if "a" in mode:
-        raise ValueError("use append_text: objects in a bucket cannot be appended to")
-    kwargs = {} if "b" in mode else {"encoding": "utf-8"}
-    expected = "a file" if "r" in mode else "a writable location"
-    with storage_errors(path, expected):
-        return epath.Path(path).open(mode, **kwargs)
+    try:
+        _filesystem(bucket).info(bucket)
+    except FileNotFoundError:
+        raise StorageError(f"bucket {bucket} does not exist (needed for {path}); create it "
+                           "first, e.g. `gcloud storage buckets create`") from None
+    except Exception as e:  # pylint: disable=broad-except
+        if _http_code(e) == 403:  # may use objects without reading the bucket's metadata
+            return
+        raise one_line_error(bucket, "an existing bucket", e) from None
 
 
 def read_bytes(path: str, expected: str = "a file") -> bytes:
@@ -123,7 +144,7 @@ def read_bytes(path: str, expected: str = "a file") -> bytes:
     faster per image than opening the object)."""
     with storage_errors(path, expected):
         if is_url(path):
-            return fsspec.filesystem(path.partition("://")[0]).cat_file(path)
+            return _filesystem(path).cat_file(path)
         return epath.Path(path).read_bytes()
 
 

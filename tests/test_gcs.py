@@ -254,6 +254,8 @@ def test_no_credentials_is_one_line_with_the_fix(gcs_bucket, monkeypatch):
         with pytest.raises(paths.StorageError, match=r"^cannot access gs://private/list.txt "
                                                      r"\(expected a split list\).*401.*gcloud auth"):
             paths.read_text("gs://private/list.txt", "a split list")
+        with pytest.raises(paths.StorageError, match="gs://private/list.txt.*gcloud auth"):
+            paths.is_file("gs://private/list.txt")  # not "not found": the server said 401
         with pytest.raises(paths.StorageError, match="gs://private.*gcloud auth") as e:
             paths.makedirs("gs://private/run")
         assert "\n" not in str(e.value) and time.monotonic() - start < 10
