@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -106,14 +107,16 @@ def test_killed_run_resumes_from_the_bucket_bit_identically(prefix, tmp_path):
     manager = checkpoint.make_manager(f"{workdir}/checkpoints", save_every_steps=5, keep=2,
                                       keep_best=True, async_save=False)
     deadline = time.monotonic() + 600
-    try:
+    try:  # the run advances in 0.1 s slices and stands still (SIGSTOP) while we look
         while run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            run.send_signal(signal.SIGSTOP)
             logged = paths.exists(f"{workdir}/metrics.jsonl") and max(
                 r["step"] for r in read_jsonl(f"{workdir}/metrics.jsonl")) >= 7
             manager.reload()
             if logged and manager.latest_step() is not None:
                 break
-            time.sleep(0.2)
+            run.send_signal(signal.SIGCONT)
     finally:
         run.kill()
         run.wait()
