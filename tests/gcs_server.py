@@ -39,7 +39,8 @@ def _free_port() -> int:
 
 
 def client_env(url: str, config_dir: str) -> dict[str, str]:
-    """Environment that sends every GCS client to `url` and nowhere else."""
+    """Environment that sends every GCS client to `url` and nowhere else
+    (GOOGLE_APPLICATION_CREDENTIALS must be unset as well)."""
     closed = f"127.0.0.1:{_free_port()}"  # nothing listens: metadata lookups fail at once
     return {
         "STORAGE_EMULATOR_HOST": url,
@@ -50,8 +51,7 @@ def client_env(url: str, config_dir: str) -> dict[str, str]:
         "GCE_METADATA_HOST": closed,
         "GCE_METADATA_ROOT": closed,
         "GCE_METADATA_IP": closed,
-        "CLOUDSDK_CONFIG": config_dir,
-        "GOOGLE_APPLICATION_CREDENTIALS": "",
+        "CLOUDSDK_CONFIG": config_dir,  # empty: no gcloud user credentials
     }
 
 
@@ -77,8 +77,8 @@ def fake_gcs_server(buckets: tuple[str, ...] = ("test-bucket",)) -> Iterator[str
             try:
                 _wait_until_ready(server, url, Path(tmp, "server.log"))
                 env = client_env(url, str(config_dir))
-                os.environ.update({k: v for k, v in env.items() if v})
-                os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+                os.environ.update(env)
+                os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)  # no key file either
                 _close_metadata_in_loaded_modules(env)
                 yield url
             finally:
