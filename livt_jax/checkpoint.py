@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import grain
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -50,22 +51,67 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: A
         data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=force)
 
 
+class NoIntactCheckpointError(RuntimeError):
+    """Checkpoints exist but none of them restores."""
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
                    data_iterator: Any) -> tuple[Optional[Any], int]:
-    """Restores the newest checkpoint onto `abstract_state`'s shardings.
+    """Restores the newest intact checkpoint onto `abstract_state`'s shardings.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with `sharding` set,
     which is what lets a checkpoint written on 8 devices load on 1 (or vice
-    versa). The iterator is restored in place. Returns `(state, step)`, or
-    `(None, 0)` when there is nothing to resume.
+    versa). The iterator is restored in place. A step that fails to restore
+    (truncated arrays, a garbled iterator state) is logged with its error and
+    moved aside (`corrupt_step_<N>`, so that the resumed run can save that step
+    again), and the next older step is tried. Returns `(state, step)`, or
+    `(None, 0)` when there is nothing to resume; raises NoIntactCheckpointError
+    naming every step and why when checkpoints exist but none restores.
     """
-    step = manager.latest_step()
-    if step is None:
-        return None, 0
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    return restored["state"], step
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+            reason = _first_line(e)
+            logging.warning("checkpoint step %d in %s cannot be restored, skipping it: %s",
+                            step, manager.directory, reason)
+            failures.append((step, reason))
+            continue
+        if failures:
+            _move_aside(manager, [s for s, _ in failures])
+            logging.warning("resuming from step %d, the newest intact checkpoint (skipped %s)",
+                            step, _describe(failures))
+        return restored["state"], step
+    if failures:
+        raise NoIntactCheckpointError(
+            f"no intact checkpoint in {manager.directory}: {_describe(failures)} (corrupt, or "
+            "written by another model or config; delete the folder to start over)")
+    return None, 0
+
+
+def _describe(failures: list[tuple[int, str]]) -> str:
+    return "; ".join(f"step {step}: {reason}" for step, reason in failures)
+
+
+def _first_line(error: BaseException) -> str:
+    """`Type: first line of the message`, the innermost cause first if it says more."""
+    while error.__cause__ is not None and str(error.__cause__):
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+    """Renames corrupt step folders to `corrupt_step_<N>` (kept for inspection)."""
+    root = str(manager.directory)
+    for step in steps:
+        path = os.path.join(root, str(step))
+        if os.path.isdir(path):
+            os.replace(path, os.path.join(root, f"corrupt_step_{step}"))
+    manager.reload()
 
 
 def save_params_export(path: str, params: Any, *, force: bool = True) -> None:
@@ -88,20 +134,26 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
     if not paths.is_dir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
+    if not paths.is_file(paths.join(path, "_CHECKPOINT_METADATA")):
+        contents = paths.listdir(path)[:5]
+        raise FileNotFoundError(
+            f"{path!r} is not a params export: it {'holds ' + str(contents) if contents else 'is empty'}"
+            " (expected a directory written by save_params_export, e.g. WORKDIR/export)")
     with ocp.StandardCheckpointer() as checkpointer:
         if abstract_params is None:
             tree = checkpointer.restore(path)
         else:
             stored = checkpointer.metadata(path).item_metadata
             if EXPORT_KEY in stored:
-                _check_same_structure(stored[EXPORT_KEY], abstract_params, path)
+                check_same_structure(stored[EXPORT_KEY], abstract_params, path)
             tree = checkpointer.restore(path, {EXPORT_KEY: abstract_params})
     if EXPORT_KEY not in tree:
         raise ValueError(f"{path!r} is not a params export: top-level keys {sorted(tree)}")
     return tree[EXPORT_KEY]
 
 
-def _check_same_structure(stored: Any, expected: Any, path: str) -> None:
+def check_same_structure(stored: Any, expected: Any, path: str) -> None:
+    """Raises ValueError naming the first parameter whose name or shape differs."""
     flat_stored = {jax.tree_util.keystr(k): v.shape for k, v in
                    jax.tree_util.tree_flatten_with_path(stored)[0]}
     flat_expected = {jax.tree_util.keystr(k): v.shape for k, v in

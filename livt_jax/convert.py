@@ -41,21 +41,16 @@ is given, which runs a full (code-executing) pickle load.
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import pickle
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from livt_jax import paths
-from livt_jax.checkpoint import (EXPORT_KEY, load_params_export,
-                                 save_params_export)
-
+from livt_jax.checkpoint import load_params_export, save_params_export
 KINDS = ("vit", "mae")
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -111,17 +106,14 @@ def model_shapes(kind: str, **model_kwargs: Any) -> Any:
     ``model_kwargs`` are fields of ``VisionTransformer`` / ``MaskedAutoencoder``.
     Uses ``jax.eval_shape``: nothing is computed.
     """
+    from livt_jax.models import factory
     from livt_jax.models.mae import MaskedAutoencoder
     from livt_jax.models.vit import VisionTransformer
 
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
-    model = (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs)
-    images = jax.ShapeDtypeStruct((1, model.img_size, model.img_size, model.in_chans), jnp.float32)
-    key = jax.random.key(0)
-    rngs = {"params": key, "dropout": key, "masking": key}
-    init = functools.partial(model.init, train=False)
-    return jax.eval_shape(init, rngs, images)[EXPORT_KEY]
+    return factory.abstract_params(
+        (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs))
 
 
 def _converters(kind: str):
@@ -189,25 +181,66 @@ def _torch_load(path: str, unsafe: bool) -> Any:
     """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
     import torch
 
-    data = io.BytesIO(paths.read_bytes(path, "a torch checkpoint"))
+    data = paths.read_bytes(path, "a PyTorch checkpoint")
     if unsafe:
         print(
             f"WARNING: --unsafe-load: fully unpickling {path!r}. This runs any code the file "
             "contains; use it only for files you trust.",
             file=sys.stderr,
         )
-        return torch.load(data, map_location="cpu", weights_only=False)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    _check_torch_magic(path, data[:8])
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(data, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
-        detail = lines[0] if lines else str(e).splitlines()[0]
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln or "GLOBAL" in ln]
+        if not lines:  # a broken pickle stream, not a disallowed object
+            raise CorruptCheckpointError(_corrupt_message(path, e)) from None
         raise UnsafeCheckpointError(
             f"Refusing to load {path!r}: it holds pickled objects outside the allow-list "
-            f"(tensors, containers, argparse.Namespace). torch says: {detail} "
+            f"(tensors, containers, argparse.Namespace). torch says: {lines[0]} "
             "Pass --unsafe-load only if you trust the file."
         ) from None
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError) as e:
+        raise CorruptCheckpointError(_corrupt_message(path, e)) from None
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that is truncated, garbled or of another kind."""
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
+_PICKLE_PROTOCOL = b"\x80"  # legacy torch.save: a pickle stream, protocol >= 2
+
+
+def _check_torch_magic(path: str, head: bytes) -> None:
+    """Raises CorruptCheckpointError unless the file (first bytes ``head``) starts
+    like a torch.save output."""
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL)):
+        raise CorruptCheckpointError(
+            f"{path!r} is not a PyTorch checkpoint: it is neither a zip archive nor a pickle "
+            f"(it starts with {head!r}); the file is corrupt or of another kind.")
+
+
+def _corrupt_message(path: str, error: BaseException) -> str:
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    detail = lines[-1] if lines else type(error).__name__
+    return (f"{path!r} is corrupt or truncated: torch could not read it "
+            f"({type(error).__name__}: {detail[:200]}).")
+
+
+def _read_safetensors(path: str) -> Mapping[str, Any]:
+    """The tensors of a ``.safetensors`` file; CorruptCheckpointError when it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        return load(paths.read_bytes(path, "a .safetensors file"))
+    except SafetensorError as e:
+        raise CorruptCheckpointError(
+            f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
+            "another kind.") from None
 
 
 def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
@@ -237,9 +270,7 @@ def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.nd
     if not paths.is_file(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
     if _file_format(path) == "safetensors":
-        from safetensors.torch import load
-
-        state_dict = load(paths.read_bytes(path, "a .safetensors file"))
+        state_dict = _read_safetensors(path)
     else:
         state_dict = _unwrap(_torch_load(path, unsafe), path)
     return {name: _to_numpy(name, value) for name, value in state_dict.items()}
@@ -300,7 +331,7 @@ def _target_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any] | None
 
 
 def _check_destination(path: str, force: bool) -> None:
-    """Refuses to replace an existing file, directory or object unless ``force``."""
+    """Refuses to replace an existing local file or directory unless ``force``."""
     if not force and paths.exists(path):
         raise FileExistsError(f"{path!r} exists; pass --force to replace it.")
 

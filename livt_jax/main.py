@@ -2,20 +2,29 @@
 
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
+Errors end the run with one line on stderr: exit status 2 for a usage error
+(a bad flag, an unknown key, a config value that cannot work), 1 for a failure
+while running (data, checkpoints, a locked workdir). `--traceback` shows the
+full Python traceback instead.
 """
 
 import os
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from livt_jax import paths, train
+from livt_jax import config_checks, config_lib, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+_TRACEBACK = flags.DEFINE_bool("traceback", False,
+                               "On an error, raise with the full traceback instead of one line.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
 
 def initialize_distributed(distributed) -> None:
@@ -33,21 +42,63 @@ def initialize_distributed(distributed) -> None:
                                **explicit)
 
 
+def _unknown_override(argv: list[str]) -> str | None:
+    """The first `--config.KEY=...` of `argv` whose KEY is no leaf of the config."""
+    known = set(config_checks.leaf_keys(config_lib.base_config()))
+    for arg in argv:
+        if arg.startswith("--config."):
+            key = arg[len("--config."):].split("=", 1)[0]
+            if key not in known:
+                return key
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing whose errors are one line and exit status 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = str(e)
+    except (AttributeError, KeyError) as e:  # config_flags: an override naming no key
+        key = _unknown_override(argv)
+        message = (config_checks.unknown_key_message(key, config_checks.leaf_keys(
+            config_lib.base_config())) if key else f"bad config override: {e}")
+    print(f"error: {message} (see --helpfull)", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line: its message (first lines joined), with its type when
+    it is not one of ours."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = text if len(text) <= 600 else text[:600] + " ..."
+    if isinstance(error, (ValueError, OSError, RuntimeError, FloatingPointError)):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}"
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return USAGE_ERROR
     config = _CONFIG.value
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
-    if config.multihost:
-        initialize_distributed(config.distributed)
-    logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__, jax.process_count(),
-                 jax.device_count(), jax.devices()[0].device_kind)
     try:
+        if config.multihost:
+            initialize_distributed(config.distributed)
+        logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__,
+                     jax.process_count(), jax.device_count(), jax.devices()[0].device_kind)
         train.train_and_evaluate(config, _WORKDIR.value)
-    except paths.StorageError as e:  # a missing bucket/object or no credentials: one line
-        raise SystemExit(f"error: {e}") from None
+    except Exception as e:  # pylint: disable=broad-except
+        if _TRACEBACK.value:
+            raise
+        usage = isinstance(e, config_checks.ConfigError)
+        hint = "" if usage else " (rerun with --traceback for the full traceback)"
+        print(f"error: {_one_line(e)}{hint}", file=sys.stderr, flush=True)
+        return USAGE_ERROR if usage else RUNTIME_ERROR
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -122,6 +122,14 @@ def is_dir(path: str) -> bool:
     return info is not None and info["type"] == "directory"
 
 
+def listdir(path: str) -> list[str]:
+    """Sorted names in a local folder or directly under a URL prefix."""
+    if not is_url(path):
+        return sorted(os.listdir(path))
+    with storage_errors(path, "a folder"):
+        return sorted(epath.Path(p).name for p in _filesystem(path).ls(path, detail=False))
+
+
 def makedirs(path: str) -> None:
     """Creates a local folder (and parents); for a URL checks that its bucket exists."""
     if not is_url(path):

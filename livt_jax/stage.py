@@ -19,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from jax.sharding import Mesh
 
 from livt_jax import checkpoint, losses, mesh as mesh_lib, optim
 from livt_jax.config_lib import stage_data_config, stage_image_size
+from livt_jax.convert import detect_kind
 from livt_jax.data import device_augment, mixup
 from livt_jax.models import factory, mae as mae_lib, transfer, vit as vit_lib
 
@@ -130,22 +132,31 @@ def init_state(model, tx, image_shape, rng, mesh, init_params: Optional[Callable
 def handover_fn(config, model: vit_lib.VisionTransformer) -> Optional[Callable]:
     """The params replacement for BFT's initialisation, or None (from scratch).
 
-    `init_kind='mae'`: MGP encoder → ViT (pos-embed resized to the BFT grid,
-    fresh fc_norm and head). `init_kind='vit'`: a classifier export, loaded whole.
+    An MGP export (`mae`): encoder → ViT (pos-embed resized to the BFT grid,
+    fresh fc_norm and head). A classifier export (`vit`): loaded whole, its
+    names and shapes checked against the model. The kind is read from the
+    export (an MAE has a decoder); when it differs from `finetune.init_kind`
+    the export wins, with a warning.
     """
     stage_cfg = config.finetune
     if not stage_cfg.init_from:
         return None
     path = stage_cfg.init_from
-    if stage_cfg.init_kind == "vit":
-        loaded = checkpoint.load_params_export(path)
-        return lambda params: jax.tree_util.tree_map(jnp.asarray, loaded)
-    if stage_cfg.init_kind != "mae":
-        raise ValueError(f"finetune.init_kind must be 'mae' or 'vit', got {stage_cfg.init_kind!r}")
-    mae_params = checkpoint.load_params_export(path)
+    loaded = checkpoint.load_params_export(path)
+    kind = detect_kind(loaded)
+    if kind != stage_cfg.init_kind:
+        logging.warning("finetune.init_from=%r holds a %s export, not finetune.init_kind=%r: "
+                        "initialising from it as a %s export", path,
+                        {"mae": "MGP (MAE)", "vit": "classifier (ViT)"}[kind],
+                        stage_cfg.init_kind, kind)
+    if kind == "vit":
+        def load_whole(params):
+            checkpoint.check_same_structure(loaded, params, path)
+            return jax.tree_util.tree_map(jnp.asarray, loaded)
+        return load_whole
     mae_grid = stage_image_size(config, "pretrain") // model.patch_size
     vit_grid = model.img_size // model.patch_size
-    return lambda params: transfer.vit_params_from_mae(mae_params, params, mae_grid=mae_grid,
+    return lambda params: transfer.vit_params_from_mae(loaded, params, mae_grid=mae_grid,
                                                        vit_grid=vit_grid)
 
 

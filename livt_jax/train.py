@@ -20,13 +20,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import checkpoint, mesh as mesh_lib, paths, report, stage as stage_lib
+from livt_jax import (checkpoint, config_checks, mesh as mesh_lib, paths, report, stage as stage_lib,
+                      workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
 
-STAGES = ("pretrain", "finetune", "eval", "livt")
+STAGES = config_checks.STAGES
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -196,10 +197,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs `config.stage` in `workdir`; returns the stage summary (metrics, export path).
 
     `livt` runs MGP in `workdir/pretrain` and BFT in `workdir/finetune`, the
-    latter initialised from the former's export.
+    latter initialised from the former's export. The config is validated for
+    every stage first, and the workdir is locked against a second run.
     """
-    if config.stage not in STAGES:
-        raise ValueError(f"config.stage={config.stage!r}; expected one of {STAGES}")
+    config_checks.validate(config, jax.device_count())
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+        return _run_stages(config, workdir)
+
+
+def _run_stages(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.stage == "eval":
         return evaluate_export(config, workdir)
     if config.stage != "livt":

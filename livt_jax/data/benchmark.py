@@ -16,8 +16,6 @@ unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 
@@ -26,7 +24,8 @@ import numpy as np
 
 from livt_jax import config_lib
 from livt_jax.data import pipeline
-from livt_jax.data.sources import CACHE_CLASSES_FILE, CacheSource, cache_files
+from livt_jax.data.cache_manifest import write_manifest
+from livt_jax.data.sources import CacheSource, cache_files
 
 
 def config_from_file(spec: str, stage: str) -> ml_collections.ConfigDict:
@@ -53,9 +52,10 @@ def synthetic_cache(folder: str, num_images: int, side: int) -> CacheSource:
     for start in range(0, num_images, 256):
         images[start : start + 256] = rng.integers(0, 256, images[start : start + 256].shape, dtype=np.uint8)
     images.flush()
-    np.save(labels_path, np.arange(num_images) % 10)
-    with open(os.path.join(folder, CACHE_CLASSES_FILE), "w", encoding="utf-8") as f:
-        json.dump({"class_names": [str(c) for c in range(10)]}, f)
+    labels = np.arange(num_images) % 10
+    np.save(labels_path, labels)
+    write_manifest(folder, [str(c) for c in range(10)], {"train": (labels, (side, side, 3))},
+                   {"source": "synthetic"})
     return CacheSource(folder, "train")
 
 

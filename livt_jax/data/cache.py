@@ -1,5 +1,11 @@
 """Decode and resize a dataset once into a memory-mappable cache.
 
+The build is atomic: every split is written into a temporary folder beside
+``--out``, which replaces the old cache only when all splits succeeded (an image
+that does not decode stops the build naming its file, and the old cache stays
+as it was). A ``manifest.json`` (splits, counts, classes, build settings,
+labels checksums) written last marks the cache complete; loading checks it.
+
 Each image is resized so its shorter side is ``--resize-shorter`` R (bicubic)
 and centre-cropped to R x R (the crop drops the ends of the longer side; with
 R = 256 and training crops of 224 this is what ImageNet-style pipelines see
@@ -8,7 +14,7 @@ as they are (they must then all have one size). Output folder:
 
   {split}_images.npy  uint8 (N, R, R, C)   read with np.load(mmap_mode='r')
   {split}_labels.npy  int64 (N,)
-  classes.json        {"class_names": [...], "source": ..., "resize_shorter": R}
+  manifest.json       see livt_jax.data.cache_manifest
 
 Read it with ``data.source='cache'``, ``data.data_dir`` = the folder above,
 ``data.name`` = the folder's name, splits = the split names. Examples::
@@ -27,10 +33,10 @@ Long-tailed subsampling is not applied here; the cache holds the full split.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from typing import Sequence
@@ -40,7 +46,8 @@ import numpy as np
 from livt_jax import paths
 from livt_jax.data import augment
 from livt_jax.data.animal_mnist import load_animal_mnist
-from livt_jax.data.sources import CACHE_CLASSES_FILE, LabelledSource, SplitListSource, TfdsSource, cache_files
+from livt_jax.data.cache_manifest import write_manifest
+from livt_jax.data.sources import LabelledSource, SplitListSource, TfdsSource, cache_files
 
 CACHE_SOURCES = ("tfds", "split_list", "animal_mnist")
 
@@ -80,13 +87,13 @@ def _load(index: int) -> np.ndarray:
     return cached_image(_WORKER_STATE["source"][index]["image"], _WORKER_STATE["resize_shorter"])
 
 
-def write_split(source: LabelledSource, out_dir: str, split: str, resize_shorter: int, workers: int = 0) -> None:
-    """Writes ``{split}_images.npy`` / ``{split}_labels.npy`` (via temporary names)."""
+def write_split(source: LabelledSource, out_dir: str, split: str, resize_shorter: int, workers: int = 0
+                ) -> tuple[int, ...]:
+    """Writes ``{split}_images.npy`` / ``{split}_labels.npy``; returns one image's shape."""
     images_path, labels_path = cache_files(out_dir, split)
     _init_worker(source, resize_shorter)
     first = _load(0)
-    tmp_images = images_path + ".tmp.npy"
-    array = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(len(source), *first.shape))
+    array = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(len(source), *first.shape))
     pool = multiprocessing.Pool(workers, _init_worker, (source, resize_shorter)) if workers > 0 else None
     images = pool.imap(_load, range(len(source)), chunksize=64) if pool else map(_load, range(len(source)))
     start = time.time()
@@ -102,36 +109,56 @@ def write_split(source: LabelledSource, out_dir: str, split: str, resize_shorter
             pool.terminate()
     array.flush()
     del array
-    os.replace(tmp_images, images_path)
     np.save(labels_path, source.labels)
+    return first.shape
+
+
+def _replace_folder(new: str, out_dir: str) -> None:
+    """Puts the complete folder ``new`` at ``out_dir``, then deletes the old cache."""
+    old = None
+    if os.path.exists(out_dir):
+        old = f"{out_dir}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(new, out_dir)
+    if old:
+        shutil.rmtree(old)
 
 
 def build_cache(
     source: str, splits: Sequence[str], out_dir: str, *, name: str = "", data_dir: str | None = None,
     resize_shorter: int = 256, in_chans: int = 3, workers: int = 0,
 ) -> None:
-    """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and ``classes.json``.
-
-    The sources may be read from a bucket; ``out_dir`` must be local (the cache
-    is written and later read memory-mapped)."""
+    """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and the manifest into a
+    temporary folder, then replaces ``out_dir`` with it; on any error ``out_dir`` is untouched.
+    The sources may be read from a bucket; ``out_dir`` must be local (memory-mapped later)."""
     if paths.is_url(out_dir):
         raise ValueError(f"--out {out_dir}: a cache is memory-mapped and must be written to "
                          "local disk (copy it to a bucket afterwards if you want it there)")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = os.path.normpath(out_dir)
     opened = {}
     for spec in splits:
         split, _, what = spec.partition("=")
         opened[split] = open_split(source, what or split, name=name, data_dir=data_dir, in_chans=in_chans)
     # Split lists name classes "0".."K-1" from their own labels: keep the longest list.
     class_names = max((s.class_names for s in opened.values()), key=len)
-    for split, split_source in opened.items():
-        logging.info("caching %s (%d images) into %s", split, len(split_source), out_dir)
-        write_split(split_source, out_dir, split, resize_shorter, workers)
-    paths.write_text(paths.join(out_dir, CACHE_CLASSES_FILE), json.dumps(
-        {"class_names": class_names, "source": source, "name": name, "resize_shorter": resize_shorter}))
+    os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+    building = f"{out_dir}.building-{os.getpid()}"
+    os.makedirs(building)
+    try:
+        written = {}
+        for split, split_source in opened.items():
+            logging.info("caching %s (%d images) into %s", split, len(split_source), out_dir)
+            shape = write_split(split_source, building, split, resize_shorter, workers)
+            written[split] = (split_source.labels, shape)
+        write_manifest(building, class_names, written, {
+            "source": source, "name": name, "splits": list(splits), "resize_shorter": resize_shorter,
+            "in_chans": in_chans})
+        _replace_folder(building, out_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
@@ -143,11 +170,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0, help="decode processes (0 = in-process)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    build_cache(
-        args.source, args.split, args.out, name=args.name, data_dir=args.data_dir,
-        resize_shorter=args.resize_shorter, in_chans=args.in_chans, workers=args.workers,
-    )
+    try:
+        build_cache(
+            args.source, args.split, args.out, name=args.name, data_dir=args.data_dir,
+            resize_shorter=args.resize_shorter, in_chans=args.in_chans, workers=args.workers,
+        )
+    except (ValueError, OSError) as e:
+        print(f"error: {e} (the cache at {args.out} was left unchanged)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

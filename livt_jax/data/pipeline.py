@@ -58,7 +58,7 @@ import numpy as np
 from absl import flags
 
 from livt_jax import paths
-from livt_jax.data import augment, randaugment
+from livt_jax.data import augment, checks, randaugment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.long_tail import long_tail_indices
 from livt_jax.data.samplers import make_sampler
@@ -81,8 +81,10 @@ def _resolve_split_file(path: str, data_dir: str) -> str:
 
 def _split_list_sources(data) -> tuple[LabelledSource, LabelledSource]:
     files = [_resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
-    num_classes = max(int(read_split_list(f)[1].max()) for f in files) + 1
-    return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes) for f in files)
+    # Classes: data.num_classes, else the train list's largest label + 1.
+    num_classes = data.get("num_classes", 0) or int(read_split_list(files[0])[1].max()) + 1
+    return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes,
+                                 bad_images=data.get("bad_images", "stop")) for f in files)
 
 
 def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
@@ -105,7 +107,8 @@ def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
 def load_sources(data) -> tuple[LabelledSource, LabelledSource]:
     """(train, eval) sources for ``config.data``; the train one long-tailed when
     ``imbalance_ratio > 1`` (its ``class_counts`` are the subsampled counts)."""
-    train, evaluation = _base_sources(data)
+    full_train, evaluation = _base_sources(data)
+    train = full_train
     ratio = float(data.imbalance_ratio)
     if ratio < 1:
         raise ValueError(f"data.imbalance_ratio must be >= 1, got {ratio}")
@@ -113,6 +116,7 @@ def load_sources(data) -> tuple[LabelledSource, LabelledSource]:
         indices = long_tail_indices(train.labels, ratio, data.imbalance_type, data.lt_seed, train.num_classes)
         tag = f"lt(ratio={ratio}, {data.imbalance_type}, seed={data.lt_seed})"
         train = SubsetSource(train, indices, tag)
+    checks.check_no_empty_class(train, full_train, data)
     return train, evaluation
 
 

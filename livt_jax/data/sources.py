@@ -17,15 +17,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from livt_jax import paths
-
-CACHE_CLASSES_FILE = "classes.json"
-
 
 class LabelledSource:
     """Base class: the class statistics every source exposes, from ``labels``."""
@@ -163,6 +161,16 @@ def read_split_list(path: str) -> tuple[list[str], np.ndarray]:
     return relative_paths, np.asarray(labels, dtype=np.int64)
 
 
+def split_list_line(path: str, record: int) -> int:
+    """The 1-based line of ``path`` holding record ``record`` (blank lines skipped)."""
+    lines = paths.read_text(path, "a split list").splitlines()
+    non_blank = (n for n, line in enumerate(lines, start=1) if line.strip())
+    for i, line_no in enumerate(non_blank):
+        if i == record:
+            return line_no
+    raise IndexError(f"{path} has no record {record}")
+
+
 def decode_image(path: str, in_chans: int) -> np.ndarray:
     """Decodes a JPEG/PNG/... file to uint8 (H, W, in_chans) (RGB for 3, L for 1)."""
     modes = {1: "L", 3: "RGB"}
@@ -173,30 +181,75 @@ def decode_image(path: str, in_chans: int) -> np.ndarray:
 
 
 class SplitListSource(LabelledSource):
-    """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style)."""
+    """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style).
 
-    def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None):
+    A label outside ``[0, num_classes)`` is refused naming its file and line. An
+    image that does not decode stops with an error naming its path and line
+    (``bad_images='stop'``), or (``'skip'``) is replaced by the next decodable
+    image of the same class, with a warning counting the files skipped so far.
+    """
+
+    def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None,
+                 bad_images: str = "stop"):
         if not paths.is_dir(root):
             raise FileNotFoundError(f"image root {root!r} is not a directory")
+        if bad_images not in ("stop", "skip"):
+            raise ValueError(f"bad_images={bad_images!r}; expected 'stop' or 'skip'")
         self.root, self.list_file, self.in_chans = root, list_file, in_chans
+        self.bad_images, self.skipped = bad_images, set()
         self.paths, labels = read_split_list(list_file)
         num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+        if labels.max() >= num_classes:
+            record = int(np.argmax(labels >= num_classes))
+            raise ValueError(
+                f"{list_file}:{split_list_line(list_file, record)}: label {labels[record]} is "
+                f"outside [0, {num_classes}) (data.num_classes or the train list's largest label)")
         self.class_names = [str(c) for c in range(num_classes)]
         self.labels = _check_labels(labels, num_classes, list_file)
 
+    def _decode(self, index: int) -> np.ndarray:
+        path = paths.join(self.root, self.paths[index])
+        try:
+            return decode_image(path, self.in_chans)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise ValueError(f"cannot decode image {path!r} ({self.list_file}:"
+                             f"{split_list_line(self.list_file, index)}): {e}") from e
+
     def __getitem__(self, index: int) -> dict:
-        image = decode_image(paths.join(self.root, self.paths[index]), self.in_chans)
-        return {"image": image, "label": int(self.labels[index])}
+        label = int(self.labels[index])
+        if self.bad_images == "stop":
+            return {"image": self._decode(index), "label": label}
+        same_class = np.flatnonzero(self.labels == label)
+        start = int(np.searchsorted(same_class, index))
+        for candidate in np.roll(same_class, -start):  # index first, then the next ones
+            try:
+                return {"image": self._decode(int(candidate)), "label": label}
+            except ValueError as e:
+                if int(candidate) not in self.skipped:
+                    self.skipped.add(int(candidate))
+                    logging.warning("data.bad_images='skip': skipped %d undecodable image(s) "
+                                    "of %s so far; latest: %s", len(self.skipped),
+                                    paths.basename(self.list_file), e)
+        raise ValueError(f"class {label} of {self.list_file} has no decodable image")
 
     def __repr__(self) -> str:
         return f"SplitListSource(list={paths.basename(self.list_file)!r}, num_records={len(self)})"
 
 
+def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` whose errors (a truncated or garbled file) name the file."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"cache file {path!r} is truncated or corrupt ({e}); rebuild the cache "
+                         "with python -m livt_jax.data.cache") from e
+
+
 def cache_files(cache_dir: str, split: str) -> tuple[str, str]:
     """Paths of a cached split: (images .npy, labels .npy)."""
     return (
-        paths.join(cache_dir, f"{split}_images.npy"),
-        paths.join(cache_dir, f"{split}_labels.npy"),
+        os.path.join(cache_dir, f"{split}_images.npy"),
+        os.path.join(cache_dir, f"{split}_labels.npy"),
     )
 
 
@@ -204,31 +257,37 @@ class CacheSource(LabelledSource):
     """A split written by ``python -m livt_jax.data.cache``, memory-mapped.
 
     Layout of ``cache_dir``: ``{split}_images.npy`` uint8 (N, R, R, C),
-    ``{split}_labels.npy`` int64 (N,), ``classes.json`` ({"class_names": [...]}).
-    The image array is opened lazily (and again after unpickling in a worker
-    process) with ``np.load(mmap_mode='r')``.
+    ``{split}_labels.npy`` int64 (N,), ``manifest.json`` (class names, build
+    settings, each split's count, image shape and labels checksum; see
+    ``cache_manifest``). Opening checks both arrays against the manifest and
+    names a missing, truncated or mismatched file. The image array is
+    memory-mapped (again after unpickling in a worker process).
     """
 
     def __init__(self, cache_dir: str, split: str):
+        from livt_jax.data import cache_manifest  # pylint: disable=import-outside-toplevel
+
         if paths.is_url(cache_dir):
             raise ValueError(
                 f"the cache {cache_dir} is in a bucket, but a cache is memory-mapped and must be "
                 "on local disk: copy it (`gcloud storage cp -r URL LOCAL_DIR`) or mount the "
                 "bucket with gcsfuse, and point data.data_dir there")
         self.cache_dir, self.split = cache_dir, split
+        manifest = cache_manifest.read_manifest(cache_dir)
         self._images_path, labels_path = cache_files(cache_dir, split)
-        classes_path = paths.join(cache_dir, CACHE_CLASSES_FILE)
-        for path in (self._images_path, labels_path, classes_path):
-            if not paths.is_file(path):
+        for path in (self._images_path, labels_path):
+            if not os.path.isfile(path):
                 raise FileNotFoundError(f"cache file {path!r} is missing (build it with livt_jax.data.cache)")
-        self.class_names = list(json.loads(paths.read_text(classes_path))["class_names"])
-        self.labels = _check_labels(np.load(labels_path), len(self.class_names), labels_path)
+        self.class_names = list(manifest["class_names"])
         self._images = None
+        labels = _load_npy(labels_path)
+        cache_manifest.check_split(manifest, cache_dir, split, labels, self.images.shape)
+        self.labels = _check_labels(labels, len(self.class_names), labels_path)
 
     @property
     def images(self) -> np.ndarray:
         if self._images is None:
-            self._images = np.load(self._images_path, mmap_mode="r")
+            self._images = _load_npy(self._images_path, mmap_mode="r")
         return self._images
 
     def __getstate__(self) -> dict:
@@ -238,5 +297,5 @@ class CacheSource(LabelledSource):
         return {"image": np.array(self.images[index]), "label": int(self.labels[index])}
 
     def __repr__(self) -> str:
-        name = paths.basename(self.cache_dir)
+        name = os.path.basename(os.path.normpath(self.cache_dir))
         return f"CacheSource(cache={name!r}, split={self.split!r}, num_records={len(self)})"
