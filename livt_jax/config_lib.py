@@ -74,6 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
     c.num_vis_images = 8  # MGP reconstruction grid
+    # jax.profiler trace of num_steps train steps from start_step (0 = off); livt_jax/profiling.py.
+    c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))
     return c
 
 

@@ -10,15 +10,17 @@ Nothing else is stored: the kind is read from the names (an MAE has
 ``decoder_embed``), shapes from orbax's metadata. ``save_params_export`` and
 ``load_params_export`` (in ``livt_jax.checkpoint``, no torch) write and read it.
 
-Command line (needs the ``torch`` extra: torch, timm, safetensors)
-------------------------------------------------------------------
+Command line (``livt-convert``; ``.safetensors`` needs no torch, ``.pth`` the ``torch`` extra)
+-----------------------------------------------------------------------------------------
 ::
 
-  python -m livt_jax.convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
+  livt-convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
       [--kind vit|mae] [--variant B --img-size 224 --num-classes 1000 ...] \\
       [--reorder-inat-head] [--unsafe-load] [--force]
-  python -m livt_jax.convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
+  livt-convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
       [--img-size N (MAE only)] [--force]
+
+``python -m livt_jax.convert`` is the same command.
 
 ``to-jax`` reads a LiVT/MAE release file (``{'model': state_dict, ...}``), a bare
 timm state dict, or a ``.safetensors`` file. ``--kind`` defaults to ``mae`` when
@@ -47,6 +49,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from livt_jax import paths
@@ -157,12 +160,20 @@ def state_dict_from_params(
 
 
 # --------------------------------------------------------------------------
-# torch side: reading and writing .pth / .safetensors (torch imported lazily).
+# Files: .safetensors through safetensors' numpy API (no torch), .pth through torch.
 # --------------------------------------------------------------------------
 
 
 class UnsafeCheckpointError(ValueError):
     """A ``.pth`` file holds pickled objects outside the allow-list."""
+
+
+# safetensors dtype names -> numpy dtypes; BF16 is ml_dtypes' bfloat16 (numpy has none).
+SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": jnp.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
 def _file_format(path: str) -> str:
@@ -177,9 +188,45 @@ def _file_format(path: str) -> str:
     )
 
 
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """A ``.safetensors`` file as numpy arrays, bfloat16 included (no torch).
+
+    ``safetensors.numpy.load_file`` refuses BF16 tensors, hence the table.
+    Raises CorruptCheckpointError when the file is not a valid ``.safetensors``.
+    """
+    import safetensors
+
+    try:
+        views = safetensors.deserialize(paths.read_bytes(path, "a .safetensors file"))
+    except safetensors.SafetensorError as e:
+        raise CorruptCheckpointError(
+            f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
+            "another kind.") from None
+    arrays = {}
+    for name, view in views:
+        if view["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path!r}: tensor {name!r} has dtype {view['dtype']}; expected one "
+                             f"of {sorted(SAFETENSORS_DTYPES)}.")
+        dtype = SAFETENSORS_DTYPES[view["dtype"]]
+        arrays[name] = np.frombuffer(view["data"], dtype=dtype).reshape(view["shape"])
+    return arrays
+
+
+def _import_torch():
+    """The torch module, or an ImportError saying how to get it (only ``.pth`` needs it)."""
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        raise ImportError(
+            ".pth files need PyTorch, which is not installed: `pip install 'livt-jax[torch]'`, "
+            "or use a .safetensors file, which needs no torch."
+        ) from e
+    return torch
+
+
 def _torch_load(path: str, unsafe: bool) -> Any:
     """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
-    import torch
+    torch = _import_torch()
 
     data = paths.read_bytes(path, "a PyTorch checkpoint")
     if unsafe:
@@ -230,19 +277,6 @@ def _corrupt_message(path: str, error: BaseException) -> str:
             f"({type(error).__name__}: {detail[:200]}).")
 
 
-def _read_safetensors(path: str) -> Mapping[str, Any]:
-    """The tensors of a ``.safetensors`` file; CorruptCheckpointError when it is not one."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        return load(paths.read_bytes(path, "a .safetensors file"))
-    except SafetensorError as e:
-        raise CorruptCheckpointError(
-            f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
-            "another kind.") from None
-
-
 def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
     """The state dict inside a release checkpoint (``{'model': sd, ...}``) or the dict itself."""
     if not isinstance(checkpoint, Mapping):
@@ -253,50 +287,59 @@ def _unwrap(checkpoint: Any, path: str) -> Mapping[str, Any]:
     return checkpoint
 
 
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    """A tensor as numpy; floating tensors become float32 (our params dtype)."""
-    import torch
+def _read_pth(path: str, unsafe: bool) -> dict[str, np.ndarray]:
+    """The state dict of a ``.pth`` (release wrapper or bare) as numpy arrays (needs torch)."""
+    torch = _import_torch()
 
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"State dict entry {name!r} is a {type(value).__name__}, not a tensor.")
-    value = value.detach().cpu()
-    if value.is_floating_point():
-        value = value.float()
-    return value.numpy()
+    arrays = {}
+    for name, value in _unwrap(_torch_load(path, unsafe), path).items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"State dict entry {name!r} is a {type(value).__name__}, not a tensor.")
+        value = value.detach().cpu()
+        arrays[name] = (value.float() if value.is_floating_point() else value).numpy()
+    return arrays
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    """Floating arrays (bfloat16 included) as float32, our params dtype; others unchanged."""
+    return array.astype(np.float32) if jnp.issubdtype(array.dtype, jnp.floating) else array
 
 
 def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:
-    """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays."""
+    """Reads a ``.pth`` (release wrapper or bare) or ``.safetensors`` file as numpy arrays.
+
+    Floating tensors come back as float32. ``.safetensors`` needs no torch.
+    """
     if not paths.is_file(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
     if _file_format(path) == "safetensors":
         state_dict = _read_safetensors(path)
     else:
-        state_dict = _unwrap(_torch_load(path, unsafe), path)
-    return {name: _to_numpy(name, value) for name, value in state_dict.items()}
+        state_dict = _read_pth(path, unsafe)
+    return {name: _float32(value) for name, value in state_dict.items()}
 
 
 def save_torch_state_dict(
     path: str, state_dict: Mapping[str, np.ndarray], *, wrap_model: bool = False
 ) -> None:
-    """Writes numpy arrays as torch tensors to ``.pth`` or ``.safetensors``.
+    """Writes numpy arrays to ``.safetensors`` (no torch) or as torch tensors to ``.pth``.
 
     ``wrap_model=True`` writes ``{'model': state_dict}`` (the release layout) to a ``.pth``.
     """
-    import torch
-
-    fmt = _file_format(path)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
-    if fmt == "safetensors":
+    arrays = {name: np.ascontiguousarray(value) for name, value in state_dict.items()}
+    if _file_format(path) == "safetensors":
         if wrap_model:
             raise ValueError("--wrap-model applies to .pth files only.")
-        from safetensors.torch import save
+        from safetensors.numpy import save
 
-        paths.write_bytes(path, save(tensors))
-    else:
-        buffer = io.BytesIO()
-        torch.save({"model": tensors} if wrap_model else tensors, buffer)
-        paths.write_bytes(path, buffer.getvalue())
+        paths.write_bytes(path, save(arrays))
+        return
+    torch = _import_torch()
+
+    tensors = {name: torch.from_numpy(value) for name, value in arrays.items()}
+    buffer = io.BytesIO()
+    torch.save({"model": tensors} if wrap_model else tensors, buffer)
+    paths.write_bytes(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------
@@ -384,11 +427,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m livt_jax.convert`` argument parser."""
+    """The ``livt-convert`` (= ``python -m livt_jax.convert``) argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m livt_jax.convert",
+        prog="livt-convert",
         description="Convert LiVT/MAE/timm PyTorch checkpoints to and from livt-jax "
-        "params exports.",
+        "params exports (also run as `python -m livt_jax.convert`). .safetensors files "
+        "need no torch; .pth files need the torch extra.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     jax_p = sub.add_parser("to-jax", help="torch .pth/.safetensors -> orbax params export")
@@ -425,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, KeyError, ImportError, FileNotFoundError, FileExistsError) as e:
         # KeyError's str() adds quotes around the message; print the message itself.
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)

@@ -11,7 +11,7 @@ eval, the `eval` stage (`evaluate_export`) and the validation study use it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jax
 import ml_collections
@@ -82,13 +82,19 @@ class Evaluator:
         """A params export (`checkpoint.save_params_export`) laid out for `run`."""
         return checkpoint.load_params_export(path, self.abstract_params)
 
-    def run(self, params) -> dict:
-        """Metrics of `params` over the whole source (see `metrics.EvalAccumulator.result`)."""
-        accumulator = EvalAccumulator(len(self.train_counts))
+    def predict(self, params) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per eval batch, numpy on every process: logits (B, C), labels (B,), mask (B,)
+        (0 = padding)."""
         for local in self.loader:
             batch = mesh_lib.global_batch_from_local(self.mesh, local)
             logits = gather(self._logits(params, batch["image"]))
             labels, mask = (gather(batch[k]) for k in ("label", "mask"))
+            yield logits, labels, mask
+
+    def run(self, params) -> dict:
+        """Metrics of `params` over the whole source (see `metrics.EvalAccumulator.result`)."""
+        accumulator = EvalAccumulator(len(self.train_counts))
+        for logits, labels, mask in self.predict(params):
             accumulator.update(logits, labels, mask)
         return accumulator.result(self.train_counts)
 
@@ -108,7 +114,10 @@ def evaluate_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
     paths.makedirs(workdir)
-    evaluator = Evaluator.for_config(config, mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp))
+    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+    evaluator = Evaluator.for_config(config, mesh)
+    if report.is_writer():
+        print(f"eval: {mesh_lib.describe(mesh, config.eval.batch_size)}", flush=True)
     result = evaluator.run(evaluator.load_export(config.eval.params_from))
     evaluator.write_outputs(workdir, "eval", result)
     writer = report.MetricWriter(workdir, "eval")

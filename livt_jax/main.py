@@ -1,4 +1,6 @@
-"""Command line: `python -m livt_jax.main --config configs/demo.py --workdir DIR [--config.k=v]`.
+"""Command line: `livt-train --config configs/demo.py --workdir DIR [--config.k=v]`.
+
+`python -m livt_jax.main` is the same command.
 
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
@@ -15,7 +17,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from livt_jax import config_checks, config_lib, train
+from livt_jax import config_checks, config_lib, console, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
@@ -87,8 +89,6 @@ def main(argv):
     try:
         if config.multihost:
             initialize_distributed(config.distributed)
-        logging.info("JAX %s, %d processes, %d devices (%s)", jax.__version__,
-                     jax.process_count(), jax.device_count(), jax.devices()[0].device_kind)
         train.train_and_evaluate(config, _WORKDIR.value)
     except Exception as e:  # pylint: disable=broad-except
         if _TRACEBACK.value:
@@ -98,6 +98,11 @@ def main(argv):
         print(f"error: {_one_line(e)}{hint}", file=sys.stderr, flush=True)
         return USAGE_ERROR if usage else RUNTIME_ERROR
     return 0
+
+
+def run() -> None:
+    """The `livt-train` console command."""
+    console.run(main, __name__, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,16 @@ def check_global_batch(global_batch: int, mesh: Mesh) -> None:
                          f"{jax.process_count()} processes")
 
 
+def describe(mesh: Mesh, global_batch: int) -> str:
+    """One line saying what a run found: JAX, backend, processes, devices, mesh, batch split."""
+    devices = mesh.devices.size
+    return (f"JAX {jax.__version__}, backend {jax.default_backend()}, "
+            f"{jax.process_count()} process(es), {devices} device(s) "
+            f"({jax.local_device_count()} local, {mesh.devices.flat[0].device_kind}), "
+            f"mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']}, "
+            f"global batch {global_batch} = {global_batch // devices} per device")
+
+
 def global_batch_from_local(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """Assembles per-process numpy batches into global arrays split over the data axes."""
     sharding = batch_sharding(mesh)

@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import (checkpoint, config_checks, mesh as mesh_lib, paths, report, stage as stage_lib,
-                      workdir_lock)
+from livt_jax import (checkpoint, config_checks, mesh as mesh_lib, paths, profiling, report,
+                      stage as stage_lib, workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
@@ -109,6 +109,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     paths.makedirs(workdir)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_lib.check_stage_batch(config, stage, mesh)
+    if report.is_writer():
+        print(f"{stage}: {mesh_lib.describe(mesh, global_batch)}", flush=True)
     data_cfg = stage_data_config(config, stage)
     train_source, eval_source = pipeline.load_sources(data_cfg.data)
     steps_per_epoch = max(len(train_source) // global_batch, 1)
@@ -143,8 +145,11 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     pending = []
     stop_after = config.stop_after_steps
     step = start_step
+    profiler = profiling.StepWindowProfiler(workdir, config.profile.start_step,
+                                            config.profile.num_steps)
     try:
         while step < total_steps:
+            profiler.before_step(step, state)
             batch = mesh_lib.global_batch_from_local(mesh, next(train_iter))
             state, metrics = built.step(state, batch)
             step += 1
@@ -170,6 +175,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 return {"stopped_at": step, "state": state}
         _check_finite(pending)
     finally:
+        profiler.stop()
         preemption.restore()
         progress.close()
         writer.close()

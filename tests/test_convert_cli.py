@@ -120,6 +120,32 @@ def test_safetensors_input_and_wrapped_output(tmp_path, capsys, timm_model):
     assert_same_tensors(torch.load(tmp_path / "out.pth", weights_only=True)["model"], state_dict)
 
 
+def test_timm_loads_our_safetensors_strictly(tmp_path, capsys, images):
+    """Our export -> .safetensors (written without torch) -> timm's own loader, strict."""
+    rng = np.random.default_rng(2)
+    params = jax.tree.map(lambda s: rng.normal(scale=0.2, size=s.shape).astype(np.float32),
+                          convert.model_shapes("vit", num_classes=NUM_CLASSES, **TINY))
+    convert.save_params_export(str(tmp_path / "export"), params)
+    code, _, err = cli(capsys, "to-torch", tmp_path / "export", tmp_path / "ours.safetensors")
+    assert code == 0, err
+    model = timm.models.vision_transformer.VisionTransformer(
+        **TINY, global_pool="avg", num_classes=NUM_CLASSES).eval()
+    timm.models.load_checkpoint(model, str(tmp_path / "ours.safetensors"), strict=True)
+    ours, ref = our_logits(params, images), timm_logits(model, images)
+    assert np.abs(ref).max() > 0.1
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_bfloat16_safetensors_input(tmp_path, capsys, timm_model):
+    state_dict = {k: v.to(torch.bfloat16) for k, v in timm_model.state_dict().items()}
+    safetensors_torch.save_file(state_dict, tmp_path / "bf16.safetensors")
+    loaded = convert.load_torch_state_dict(str(tmp_path / "bf16.safetensors"))
+    assert sorted(loaded) == sorted(state_dict)
+    for key, value in state_dict.items():
+        assert loaded[key].dtype == np.float32, key
+        np.testing.assert_array_equal(loaded[key], value.float().numpy(), err_msg=key)
+
+
 def test_converted_classifier_matches_timm_logits(tmp_path, capsys, timm_model, images):
     torch.save({"model": timm_model.state_dict()}, tmp_path / "in.pth")
     assert to_jax(capsys, tmp_path / "in.pth", tmp_path / "export")[0] == 0

@@ -1,19 +1,131 @@
-"""The core package imports neither torch nor TensorFlow (they are optional extras)."""
+"""Packaging: the installed package imports, declares what it imports, and has its commands.
 
+The package is installed with `pip install --no-deps --target` (against the
+packages of this environment) from a copy holding only what setup.py ships,
+so a module left out of the package, an import of a repo-only file or an
+import no requirement provides fails here rather than on a user's machine.
+"""
+
+import ast
+import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE = ["livt_jax.train", "livt_jax.main", "livt_jax.convert",
-        "livt_jax.data.pipeline", "livt_jax.data.cache", "livt_jax.models.timm_convert"]
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "livt_jax"
+# Top-level names imported that are not distributions: the repo's config files,
+# which only the experiments (run from a checkout) import.
+REPO_ONLY = {"configs"}
+HEAVY = ("torch", "tensorflow", "timm")
+COMMANDS = {  # console command -> text its --help must show
+    "livt-train": ["livt-train --config", "--workdir"],
+    "livt-convert": ["usage: livt-convert", "to-jax", "to-torch"],
+    "livt-benchmark": ["livt-benchmark", "compare_torch"],
+    "livt-cache": ["usage: livt-cache", "--resize-shorter"],
+}
 
 
-def test_core_modules_import_without_torch_or_tensorflow():
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in CORE) +
-            "heavy = sorted(m for m in ('torch', 'tensorflow', 'timm') if m in sys.modules)\n"
-            "print('HEAVY', heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "HEAVY []" in out.stdout
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """`pip install --no-deps --target SITE` of a copy of setup.py, README.md and livt_jax/."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("setup.py", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(PACKAGE, src / "livt_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(site), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    return site
+
+
+def _run(args, site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _source_modules() -> set[str]:
+    """Dotted names of every module and subpackage in the source tree."""
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names - {"livt_jax"}
+
+
+def test_every_module_imports_from_the_installed_copy(installed, tmp_path):
+    # livt_jax.main and livt_jax.benchmark both define --config: import main on its own.
+    code = """
+import importlib, pkgutil, sys, livt_jax
+assert livt_jax.__file__.startswith(sys.argv[1]), livt_jax.__file__
+names = [m.name for m in pkgutil.walk_packages(livt_jax.__path__, "livt_jax.")]
+for name in names if sys.argv[2] == "all" else ["livt_jax.main"]:
+    if sys.argv[2] == "main" or name != "livt_jax.main":
+        importlib.import_module(name)
+print("HEAVY", sorted(m for m in %r if m in sys.modules))
+print("MODULES", *names)
+""" % (HEAVY,)
+    for which in ("all", "main"):
+        out = _run([sys.executable, "-c", code, str(installed), which], installed, tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "HEAVY []" in out.stdout, out.stdout  # torch, TensorFlow: optional
+    modules = out.stdout.split("MODULES")[1].split()
+    assert set(modules) == _source_modules()  # nothing left out of the package
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(top-level name, imported at module level?) of each absolute import in `path`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        found += [(name.partition(".")[0], id(node) in module_level) for name in names]
+    return found
+
+
+def test_every_import_is_declared(installed):
+    """Module-level imports need a core requirement; lazy ones (in functions) may use an extra."""
+    (dist,) = importlib.metadata.distributions(path=[str(installed)])
+    core, extras = set(), set()
+    for requirement in map(Requirement, dist.requires):
+        (extras if requirement.marker else core).add(canonicalize_name(requirement.name))
+    providers = importlib.metadata.packages_distributions()
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name, module_level in _imports(path):
+            if name in sys.stdlib_module_names or name in ("livt_jax", "__future__"):
+                continue
+            if name in REPO_ONLY and not module_level:
+                continue
+            dists = {canonicalize_name(d) for d in providers.get(name, [])}
+            allowed = core if module_level else core | extras
+            if not dists & allowed:
+                where = "module level" if module_level else "inside a function"
+                declared = "in install_requires" if module_level else "in any requirement"
+                problems.append(f"{path.relative_to(REPO)}: `{name}` ({where}) comes from "
+                                f"{sorted(dists) or 'no installed distribution'}, not declared "
+                                f"{declared} of setup.py")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_console_command_help(installed, tmp_path, command):
+    script = installed / "bin" / command
+    assert script.exists(), f"setup.py declares no {command} console script"
+    out = _run([str(script), "--help"], installed, tmp_path)
+    text = out.stdout + out.stderr
+    for expected in COMMANDS[command]:
+        assert expected in text, f"{command} --help lacks {expected!r}:\n{text[-2000:]}"

@@ -11,11 +11,21 @@ folder and reads them back memory-mapped, as a stand-in for a cached large
 dataset. Times ``--steps`` batches after two warm-up batches, in-process
 unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
 'bft'): images/s and images/s per core (cores = worker processes, or 1).
+
+``--vs-timm`` (with ``--synthetic``) pins the process to one core, counts
+images per CPU-second of the process (= images/s per core, unaffected by other
+jobs on a shared machine), and adds the release's timm transform on the same
+images (``timm_transform.py``), one PIL image at a time, and the ratio of our
+BFT rate to timm's::
+
+  python -m livt_jax.data.benchmark --synthetic 600,256 --image-size 224 --batch-size 128 \
+      --steps 4 --kinds bft --vs-timm
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -59,16 +69,28 @@ def synthetic_cache(folder: str, num_images: int, side: int) -> CacheSource:
     return CacheSource(folder, "train")
 
 
-def time_loader(config, source, batch_size: int, steps: int) -> float:
-    """Images/s over ``steps`` batches after two warm-up batches."""
+def time_loader(config, source, batch_size: int, steps: int, clock=time.perf_counter) -> float:
+    """Images per second of ``clock`` over ``steps`` batches after two warm-up batches."""
     loader = pipeline.make_train_loader(config, source, batch_size=batch_size, seed=0, num_steps=steps + 2,
                                         shard_index=0, shard_count=1)
     iterator = iter(loader)
     next(iterator), next(iterator)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         next(iterator)
-    return steps * batch_size / (time.perf_counter() - start)
+    return steps * batch_size / (clock() - start)
+
+
+def time_timm(config, images: np.ndarray, num_images: int, clock=time.perf_counter) -> float:
+    """Images per second of ``clock``: the release's timm BFT transform, first ``num_images`` images."""
+    import torch  # pylint: disable=import-outside-toplevel
+
+    from livt_jax.data import timm_transform  # pylint: disable=import-outside-toplevel
+
+    torch.set_num_threads(1)
+    transform = timm_transform.train_transform(config.data.image_size, config.data.mean,
+                                               config.data.std)
+    return timm_transform.images_per_second(transform, images[:num_images], clock=clock)
 
 
 def main(argv=None) -> None:
@@ -89,7 +111,16 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--kinds", default="mgp,bft", help="augmentation kinds to time")
+    parser.add_argument("--vs-timm", action="store_true",
+                        help="one core; also time timm's BFT transform on the same images")
     args = parser.parse_args(argv)
+    if args.vs_timm and (not args.synthetic or "bft" not in args.kinds.split(",") or args.workers):
+        parser.error("--vs-timm compares on --synthetic images, needs 'bft' in --kinds and --workers 0")
+    # On one core, images per CPU-second is images/s per core, and other jobs sharing
+    # the core do not count against either side.
+    clock = time.process_time if args.vs_timm else time.perf_counter
+    if args.vs_timm:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
     config.data.worker_count = args.workers
@@ -103,11 +134,17 @@ def main(argv=None) -> None:
             source, label = pipeline.load_sources(config.data)[0], config.data.source
         cores = max(args.workers, 1)
         print(f"{'source':<24} {'aug':<4} {'size':>5} {'batch':>6} {'img/s':>9} {'img/s/core':>11}")
+        rates = {}
         for kind in args.kinds.split(","):
             config.aug.kind = kind
-            rate = time_loader(config, source, args.batch_size, args.steps)
+            rates[kind] = rate = time_loader(config, source, args.batch_size, args.steps, clock)
             print(f"{label:<24} {kind:<4} {config.data.image_size:>5} {args.batch_size:>6} "
                   f"{rate:>9.0f} {rate / cores:>11.0f}")
+        if args.vs_timm:
+            rate = time_timm(config, source.images, args.batch_size * args.steps, clock)
+            print(f"{'timm ' + label:<24} {'bft':<4} {config.data.image_size:>5} {1:>6} "
+                  f"{rate:>9.0f} {rate:>11.0f}")
+            print(f"ours / timm, bft, one core: {rates['bft'] / rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ as they are (they must then all have one size). Output folder:
 Read it with ``data.source='cache'``, ``data.data_dir`` = the folder above,
 ``data.name`` = the folder's name, splits = the split names. Examples::
 
-  python -m livt_jax.data.cache --source split_list --data-dir /data/imagenet \\
+  livt-cache --source split_list --data-dir /data/imagenet \\
       --split train=ImageNet_LT_train.txt --split test=ImageNet_LT_test.txt \\
       --out /data/cache/imagenet_lt_256 --resize-shorter 256 --workers 16
-  python -m livt_jax.data.cache --source tfds --name cifar10 --split train --split test \\
+  livt-cache --source tfds --name cifar10 --split train --split test \\
       --out /data/cache/cifar10 --resize-shorter 0
 
 A split argument is ``NAME`` or ``NAME=WHAT``: WHAT is the tfds split (e.g.
@@ -159,7 +159,8 @@ def build_cache(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
+                                     + " (also run as `python -m livt_jax.data.cache`)")
     parser.add_argument("--source", required=True, choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir / image root / pickles folder")

@@ -18,20 +18,22 @@ import json
 import os
 from typing import Any, Optional, Sequence
 
-from livt_jax.experiments import ablation as ab
-from livt_jax.experiments import validation
+from livt_jax.experiments import runner, validation
+from livt_jax.experiments import study_report as sr
+from livt_jax.experiments.configs import animal_mnist as study_config
+from livt_jax.experiments.configs.animal_mnist import Arm
 
 # name -> (arm, overrides on top of the study config)
-VARIANTS: dict[str, tuple[ab.Arm, dict[str, Any]]] = {
-    "bal_ce-ep60": (ab.Arm("bal_ce"), {"finetune.epochs": 60.0}),
-    "bal_bce-ep60": (ab.Arm("bal_bce"), {"finetune.epochs": 60.0}),
-    "bal_bce-blr6e-3": (ab.Arm("bal_bce"), {"finetune.optim.blr": 6e-3}),
-    "bal_bce-tau0.5": (ab.Arm("bal_bce"), {"finetune.tau": 0.5}),
-    "bal_bce-tau1.5": (ab.Arm("bal_bce"), {"finetune.tau": 1.5}),
+VARIANTS: dict[str, tuple[Arm, dict[str, Any]]] = {
+    "bal_ce-ep60": (Arm("bal_ce"), {"finetune.epochs": 60.0}),
+    "bal_bce-ep60": (Arm("bal_bce"), {"finetune.epochs": 60.0}),
+    "bal_bce-blr6e-3": (Arm("bal_bce"), {"finetune.optim.blr": 6e-3}),
+    "bal_bce-tau0.5": (Arm("bal_bce"), {"finetune.tau": 0.5}),
+    "bal_bce-tau1.5": (Arm("bal_bce"), {"finetune.tau": 1.5}),
     # milder BFT augmentation for 28-px images: crops keep >= 35%, no RandAugment
-    "bal_ce-mildaug": (ab.Arm("bal_ce"), {"finetune.aug.scale_min": 0.35,
+    "bal_ce-mildaug": (Arm("bal_ce"), {"finetune.aug.scale_min": 0.35,
                                           "finetune.aug.randaug_num_ops": 0}),
-    "bal_bce-mildaug": (ab.Arm("bal_bce"), {"finetune.aug.scale_min": 0.35,
+    "bal_bce-mildaug": (Arm("bal_bce"), {"finetune.aug.scale_min": 0.35,
                                             "finetune.aug.randaug_num_ops": 0}),
 }
 BASELINES = ("bal_ce-mgp-instance", "bal_bce-mgp-instance")
@@ -46,11 +48,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
     from absl import logging
-    import jax
     logging.set_verbosity(logging.WARNING)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(args.study, ".jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    runner.enable_compile_cache(os.path.join(args.study, ".jax_cache"))
+    seeds = runner.parse_seeds(args.seeds)
     names = [n for n in args.variants.split(",") if n]
     rows: dict[str, dict[int, dict]] = {}
     source = None
@@ -59,11 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         runs = []
         for name in names:
             arm, overrides = VARIANTS[name]
-            config = ab.build_config(args.imbalance_ratio, seed, "finetune", arm=arm,
+            config = study_config.build_config(args.imbalance_ratio, seed, "finetune", arm=arm,
                                      mgp_export=mgp)
             for key, value in overrides.items():
-                ab._set(config, key, value)
-            summary = ab.run_one(config, os.path.join(args.out, f"seed{seed}", name),
+                study_config.set_key(config, key, value)
+            summary = runner.run_one(config, os.path.join(args.out, f"seed{seed}", name),
                                  {"arm": name, "seed": seed, "overrides": overrides})
             runs.append((name, config, summary))
         for name in BASELINES:
@@ -71,8 +71,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
                     summary = json.load(f)
-                arm = next(a for a in ab.arm_list() if a.name == name)
-                runs.append((name, ab.build_config(args.imbalance_ratio, seed, "finetune",
+                arm = next(a for a in study_config.arm_list(study_config.get_hyper("ablation"))
+                           if a.name == name)
+                runs.append((name, study_config.build_config(args.imbalance_ratio, seed, "finetune",
                                                    arm=arm, mgp_export=mgp), summary))
         for name, config, summary in runs:
             if source is None:
@@ -83,8 +84,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             print(f"seed {seed} {name:24s} val top-1 {val['top1']:.2f} few "
                   f"{val.get('few', float('nan')):.2f} | test top-1 "
                   f"{summary['final']['top1']:.2f}", flush=True)
-    table = {name: {split: {m: ab.mean_std([r[key].get(m) for r in by_seed.values()])
-                            for m in ab.METRICS}
+    table = {name: {split: {m: sr.mean_std([r[key].get(m) for r in by_seed.values()])
+                            for m in sr.METRICS}
                         for split, key in (("val", "val"), ("test_final", "test_final"))}
              for name, by_seed in rows.items()}
     with open(os.path.join(args.out, "investigate.json"), "w", encoding="utf-8") as f:
@@ -95,8 +96,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     lines = ["| run | val overall | val many | val medium | val few | test overall | test few |",
              "|---|---|---|---|---|---|---|"]
     for name, t in table.items():
-        cells = [ab._cell(dict(zip(("mean", "std"), t["val"][m][:2]))) for m in ab.METRICS]
-        cells += [ab._cell(dict(zip(("mean", "std"), t["test_final"][m][:2])))
+        cells = [sr.cell(dict(zip(("mean", "std"), t["val"][m][:2]))) for m in sr.METRICS]
+        cells += [sr.cell(dict(zip(("mean", "std"), t["test_final"][m][:2])))
                   for m in ("top1", "few")]
         lines.append(f"| {name} ({len(rows[name])} seeds) | " + " | ".join(cells) + " |")
     text = "\n".join(lines)

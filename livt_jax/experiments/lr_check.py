@@ -18,17 +18,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from livt_jax.experiments import ablation as ab
+from livt_jax import report
+from livt_jax.experiments.configs import animal_mnist as study_config
 
 
 def train_loss_tail(metrics_path: str, n: int = 5) -> float:
     """Mean of the last `n` logged training losses in a metrics.jsonl."""
-    losses = []
-    with open(metrics_path, encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            if "loss" in record and "eval_top1" not in record:
-                losses.append(record["loss"])
+    losses = [r["loss"] for r in report.read_metrics(metrics_path)
+              if "loss" in r and "eval_top1" not in r]
     return float(np.mean(losses[-n:]))
 
 
@@ -47,7 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             workdir = os.path.join(args.out, f"{loss}_blr{blr:g}")
             metrics = os.path.join(workdir, "metrics.jsonl")
             if not os.path.exists(os.path.join(workdir, "final_per_class.csv")):
-                config = ab.build_config(args.imbalance_ratio, 0, "finetune", arm=ab.Arm(loss),
+                config = study_config.build_config(args.imbalance_ratio, 0, "finetune",
+                                                  arm=study_config.Arm(loss),
                                          mgp_export=os.path.abspath(args.mgp))
                 config.finetune.optim.blr = blr
                 train.train_and_evaluate(config, workdir)

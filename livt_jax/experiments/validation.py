@@ -61,7 +61,7 @@ def evaluate_export(config, export: str, source) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import ml_collections
 
-    from livt_jax.experiments import ablation as ab
+    from livt_jax.experiments import study_report as sr
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="a study folder (seed*/ARM/summary.json)")
     parser.add_argument("--seeds", default="0,1,2")
@@ -84,8 +84,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             rows.setdefault(name, {})[seed] = evaluate_export(config, summary["export"], source)
             print(f"seed {seed} {name:32s} val top-1 {rows[name][seed]['top1']:.2f} "
                   f"few {rows[name][seed].get('few', float('nan')):.2f}", flush=True)
-    table = {name: {m: ab.mean_std([r.get(m) for r in by_seed.values()])
-                    for m in ab.METRICS} for name, by_seed in rows.items()}
+    table = {name: {m: sr.mean_std([r.get(m) for r in by_seed.values()])
+                    for m in sr.METRICS} for name, by_seed in rows.items()}
     with open(os.path.join(args.out, "validation.json"), "w", encoding="utf-8") as f:
         json.dump({"per_seed": rows, "mean_std_n": table,
                    "skipped_classes": source.skipped_classes if source else []}, f, indent=1)

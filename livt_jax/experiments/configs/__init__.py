@@ -1,0 +1,1 @@
+"""The studies' configs: base config plus `get_hyper`-style sweeps of arms (installed code)."""
