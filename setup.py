@@ -34,6 +34,7 @@ setup(
         "safetensors>=0.3",  # .safetensors without torch; 0.2.8: no safetensors.deserialize
         # One path layer for local paths and gs:// (gcsfs): pod workdirs and data in buckets.
         "etils[epath,epath-gcs]>=1.7",
+        "fsspec>=2023.1",  # livt_jax.paths reads objects in one GET (gcsfs requires it anyway)
     ],
     entry_points={
         "console_scripts": [
