@@ -9,7 +9,6 @@ complete, so a crash never leaves a half-written step behind.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import grain
@@ -18,6 +17,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
+
+from livt_jax import paths
 
 BEST_METRIC = "top1"
 EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
@@ -37,7 +38,7 @@ def make_manager(directory: str, *, save_every_steps: int, keep: int,
         enable_async_checkpointing=async_save,
         create=True,
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+    return ocp.CheckpointManager(paths.resolve(directory), options=options,
                                  item_names=("state", "data"))
 
 
@@ -113,17 +114,12 @@ def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
     manager.reload()
 
 
-def absolute_path(path: str) -> str:
-    """orbax needs absolute paths; URLs such as `gs://...` are kept as they are."""
-    return path if "://" in path else os.path.abspath(path)
-
-
 def save_params_export(path: str, params: Any, *, force: bool = True) -> None:
     """Writes `{'params': params}` as a standalone orbax checkpoint (for inference,
     conversion to PyTorch, or initialising the next stage). On several hosts
     every process calls this. `force=False` refuses to replace an existing one."""
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(absolute_path(path), {EXPORT_KEY: params}, force=force)
+        checkpointer.save(paths.resolve(path), {EXPORT_KEY: params}, force=force)
         checkpointer.wait_until_finished()
 
 
@@ -134,12 +130,12 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
     ValueError naming the first differing parameter when the export belongs to
     another model. Without `abstract_params` arrays come back as saved.
     """
-    path = absolute_path(path)
-    if "://" not in path and not os.path.isdir(path):
+    path = paths.resolve(path)
+    if not paths.is_dir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
-    if "://" not in path and not os.path.isfile(os.path.join(path, "_CHECKPOINT_METADATA")):
-        contents = sorted(os.listdir(path))[:5]
+    if not paths.is_file(paths.join(path, "_CHECKPOINT_METADATA")):
+        contents = paths.listdir(path)[:5]
         raise FileNotFoundError(
             f"{path!r} is not a params export: it {'holds ' + str(contents) if contents else 'is empty'}"
             " (expected a directory written by save_params_export, e.g. WORKDIR/export)")

@@ -51,13 +51,13 @@ on small hosts); ``data.worker_count`` > 0 adds grain worker processes.
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import grain
 import numpy as np
 from absl import flags
 
+from livt_jax import paths
 from livt_jax.data import augment, checks, randaugment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.long_tail import long_tail_indices
@@ -73,8 +73,8 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def _resolve_split_file(path: str, data_dir: str) -> str:
-    for candidate in (path, os.path.join(data_dir, path)):
-        if os.path.isfile(candidate):
+    for candidate in (path, paths.join(data_dir, path)):
+        if paths.is_file(candidate):
             return candidate
     raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
 
@@ -99,7 +99,7 @@ def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
     if data.source == "split_list":
         return _split_list_sources(data)
     if data.source == "cache":
-        cache_dir = os.path.join(data_dir, data.name)
+        cache_dir = paths.join(data_dir, data.name)
         return CacheSource(cache_dir, data.train_split), CacheSource(cache_dir, data.eval_split)
     raise ValueError(f"unknown data.source {data.source!r}; expected one of {SOURCES}")
 
