@@ -23,8 +23,8 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage,
   - ``device_augment`` (bool): the train loader yields
     ``{'image': uint8 (b, H, W, C), 'label'}`` with no host augmentation (all
     training images must have one size, e.g. a cache) and the train step
-    augments on the device (``device_augment.device_train_transform``: no
-    RandAugment). The eval loader is unchanged.
+    augments on the device (``device_augment.device_train_transform``: the
+    same steps, RandAugment and erasing included). The eval loader is unchanged.
 
 ``config.aug``
   - ``kind``: 'mgp' (RandomResizedCrop + flip + normalise) or 'bft'
@@ -65,7 +65,6 @@ from livt_jax.data.samplers import make_sampler
 from livt_jax.data.sources import CacheSource, LabelledSource, SplitListSource, SubsetSource, TfdsSource, read_split_list
 
 SOURCES = ("animal_mnist", "tfds", "split_list", "cache")
-AUG_KINDS = ("mgp", "bft")
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
@@ -134,8 +133,8 @@ def read_batch(source, keys: np.ndarray) -> tuple[augment.Images, np.ndarray]:
 def train_images(config, images: augment.Images, rng: np.random.Generator) -> np.ndarray:
     """Training augmentation of one batch -> float32 (B, S, S, C), normalised."""
     data, aug = config.data, config.aug
-    if aug.kind not in AUG_KINDS:
-        raise ValueError(f"unknown aug.kind {aug.kind!r}; expected one of {AUG_KINDS}")
+    if aug.kind not in augment.AUG_KINDS:
+        raise ValueError(f"unknown aug.kind {aug.kind!r}; expected one of {augment.AUG_KINDS}")
     x = augment.random_resized_crop(images, rng, data.image_size, (aug.scale_min, 1.0))
     x = augment.match_channels(x, data.in_chans)
     if aug.hflip:
