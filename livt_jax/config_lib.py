@@ -49,7 +49,10 @@ def base_config() -> ml_collections.ConfigDict:
         imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         worker_count=0,  # > 0: grain worker processes decode and augment
-        device_augment=False,  # crop/flip/normalise on the accelerator (uint8 batches)
+        # True: the train augmentation (BFT's RandAugment and erasing included) runs in the
+        # jitted step on uint8 batches of one size (a cache); for hosts with few CPU cores
+        # per accelerator. See docs/PERFORMANCE.md for what it costs.
+        device_augment=False,
         num_classes=0,  # split lists: 0 = largest label + 1; > 0 = labels must lie below it
         bad_images="stop"))  # an undecodable image file: 'stop' the run or 'skip' it (logged)
 

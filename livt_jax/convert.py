@@ -43,7 +43,7 @@ is given, which runs a full (code-executing) pickle load.
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import pickle
 import sys
 from collections.abc import Mapping
@@ -52,7 +52,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from livt_jax.checkpoint import absolute_path, load_params_export, save_params_export
+from livt_jax import paths
+from livt_jax.checkpoint import load_params_export, save_params_export
 KINDS = ("vit", "mae")
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -195,13 +196,12 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     """
     import safetensors
 
-    with open(path, "rb") as f:
-        try:
-            views = safetensors.deserialize(f.read())
-        except safetensors.SafetensorError as e:
-            raise CorruptCheckpointError(
-                f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
-                "another kind.") from None
+    try:
+        views = safetensors.deserialize(paths.read_bytes(path, "a .safetensors file"))
+    except safetensors.SafetensorError as e:
+        raise CorruptCheckpointError(
+            f"{path!r} is not a valid .safetensors file ({e}); the file is corrupt or of "
+            "another kind.") from None
     arrays = {}
     for name, view in views:
         if view["dtype"] not in SAFETENSORS_DTYPES:
@@ -228,17 +228,18 @@ def _torch_load(path: str, unsafe: bool) -> Any:
     """``torch.load`` with the weights-only unpickler (or a full one if ``unsafe``)."""
     torch = _import_torch()
 
+    data = paths.read_bytes(path, "a PyTorch checkpoint")
     if unsafe:
         print(
             f"WARNING: --unsafe-load: fully unpickling {path!r}. This runs any code the file "
             "contains; use it only for files you trust.",
             file=sys.stderr,
         )
-        return torch.load(path, map_location="cpu", weights_only=False)
-    _check_torch_magic(path)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    _check_torch_magic(path, data[:8])
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln or "GLOBAL" in ln]
         if not lines:  # a broken pickle stream, not a disallowed object
@@ -260,10 +261,9 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
 _PICKLE_PROTOCOL = b"\x80"  # legacy torch.save: a pickle stream, protocol >= 2
 
 
-def _check_torch_magic(path: str) -> None:
-    """Raises CorruptCheckpointError unless the file starts like a torch.save output."""
-    with open(path, "rb") as f:
-        head = f.read(8)
+def _check_torch_magic(path: str, head: bytes) -> None:
+    """Raises CorruptCheckpointError unless the file (first bytes ``head``) starts
+    like a torch.save output."""
     if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL)):
         raise CorruptCheckpointError(
             f"{path!r} is not a PyTorch checkpoint: it is neither a zip archive nor a pickle "
@@ -310,7 +310,7 @@ def load_torch_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.nd
 
     Floating tensors come back as float32. ``.safetensors`` needs no torch.
     """
-    if not os.path.isfile(path):
+    if not paths.is_file(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
     if _file_format(path) == "safetensors":
         state_dict = _read_safetensors(path)
@@ -330,14 +330,16 @@ def save_torch_state_dict(
     if _file_format(path) == "safetensors":
         if wrap_model:
             raise ValueError("--wrap-model applies to .pth files only.")
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file(arrays, path)
+        paths.write_bytes(path, save(arrays))
         return
     torch = _import_torch()
 
     tensors = {name: torch.from_numpy(value) for name, value in arrays.items()}
-    torch.save({"model": tensors} if wrap_model else tensors, path)
+    buffer = io.BytesIO()
+    torch.save({"model": tensors} if wrap_model else tensors, buffer)
+    paths.write_bytes(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------
@@ -373,7 +375,7 @@ def _target_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any] | None
 
 def _check_destination(path: str, force: bool) -> None:
     """Refuses to replace an existing local file or directory unless ``force``."""
-    if not force and os.path.exists(path):
+    if not force and paths.exists(path):
         raise FileExistsError(f"{path!r} exists; pass --force to replace it.")
 
 
@@ -391,7 +393,7 @@ def to_jax(args: argparse.Namespace) -> None:
     checked = "unchecked (no target model given)" if target is None else f"checked against {target}"
     print(
         f"Wrote {kind} params ({len(state_dict)} tensors, shapes {checked}) "
-        f"to {absolute_path(args.dst)}"
+        f"to {paths.resolve(args.dst)}"
     )
 
 

@@ -11,7 +11,6 @@ eval, the `eval` stage (`evaluate_export`) and the validation study use it.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator, Optional
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from livt_jax import checkpoint, mesh as mesh_lib, report
+from livt_jax import checkpoint, mesh as mesh_lib, paths, report
 from livt_jax.config_lib import stage_data_config, stage_image_size
 from livt_jax.data import pipeline
 from livt_jax.metrics import EvalAccumulator
@@ -102,10 +101,10 @@ class Evaluator:
     def write_outputs(self, workdir: str, name: str, result: dict) -> None:
         """`workdir/{name}_per_class.csv` and the accuracy-vs-count plot `.png`."""
         source = self.train_source
-        report.write_per_class_csv(os.path.join(workdir, f"{name}_per_class.csv"),
+        report.write_per_class_csv(paths.join(workdir, f"{name}_per_class.csv"),
                                    source.class_names, self.train_counts,
                                    result["per_class_accuracy"])
-        report.plot_per_class_accuracy(os.path.join(workdir, f"{name}_per_class.png"),
+        report.plot_per_class_accuracy(paths.join(workdir, f"{name}_per_class.png"),
                                        self.train_counts, result["per_class_accuracy"],
                                        f"per-class accuracy ({name})")
 
@@ -114,14 +113,16 @@ def evaluate_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The `eval` stage: scores `config.eval.params_from` (a ViT params export)."""
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     evaluator = Evaluator.for_config(config, mesh)
     if report.is_writer():
         print(f"eval: {mesh_lib.describe(mesh, config.eval.batch_size)}", flush=True)
     result = evaluator.run(evaluator.load_export(config.eval.params_from))
     evaluator.write_outputs(workdir, "eval", result)
-    report.MetricWriter(workdir, "eval").write(0, scalar_metrics(result))
+    writer = report.MetricWriter(workdir, "eval")
+    writer.write(0, scalar_metrics(result))
+    writer.close()  # flushes TensorBoard (an object in a bucket is written on close)
     if report.is_writer():
         print(report.format_results_table(scalar_metrics(result)), flush=True)
     return {"final": scalar_metrics(result)}

@@ -9,11 +9,12 @@ profile plugin (`tensorboard --logdir WORKDIR/profile`) and
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 from absl import logging
+
+from livt_jax import paths
 
 PROFILE_DIR = "profile"
 
@@ -30,7 +31,7 @@ class StepWindowProfiler:
         if start_step < 0 or num_steps < 0:
             raise ValueError(f"profile.start_step={start_step} and profile.num_steps={num_steps} "
                              "must be >= 0 (num_steps=0 turns profiling off)")
-        self.log_dir = os.path.join(workdir, PROFILE_DIR)
+        self.log_dir = paths.join(workdir, PROFILE_DIR)  # a URL stays a URL (untested on a bucket)
         self.start, self.end = start_step, start_step + num_steps
         self.enabled = num_steps > 0 and jax.process_index() == 0
         self.active = False

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from livt_jax import report
+from livt_jax import paths, report
 from livt_jax.data import pipeline
 from livt_jax.models import mae as mae_lib
 
@@ -43,6 +42,6 @@ def write_reconstructions(config, data_cfg: ml_collections.ConfigDict, workdir: 
     mean = np.asarray(config.data.mean, np.float32)
     std = np.asarray(config.data.std, np.float32)
     to_pixels = lambda x: np.asarray(x) * std + mean  # noqa: E731
-    report.save_image_grid(os.path.join(workdir, "reconstructions.png"),
+    report.save_image_grid(paths.join(workdir, "reconstructions.png"),
                            [to_pixels(images), to_pixels(masked), to_pixels(recon)],
                            ["original", "masked input", f"reconstruction (loss {float(loss):.3f})"])

@@ -6,12 +6,14 @@ Only process 0 writes; every function here is a no-op elsewhere.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
+
+from livt_jax import paths
 
 GROUPS = ("many", "medium", "few")
 
@@ -24,12 +26,12 @@ def read_metrics(path: str, stage: Optional[str] = None) -> list[dict]:
     """The records of a `metrics.jsonl` (or of `path/metrics.jsonl` for a run's
     folder), oldest first: `{'stage', 'step', **scalars}` dicts, only `stage`'s
     when given; `[]` when the file does not exist."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "metrics.jsonl")
-    if not os.path.exists(path):
+    if paths.is_dir(path):
+        path = paths.join(path, "metrics.jsonl")
+    if not paths.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    text = paths.read_text(path, "a metrics.jsonl")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r for r in records if stage is None or r["stage"] == stage]
 
 
@@ -39,18 +41,19 @@ class MetricWriter:
 
     def __init__(self, workdir: str, stage: str):
         self.stage = stage
-        self._jsonl = os.path.join(workdir, "metrics.jsonl")
+        self._jsonl = paths.join(workdir, "metrics.jsonl")
         self._tb = None
         if is_writer():
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tb", stage))
+            if paths.is_url(workdir):
+                _write_events_through_paths(workdir.partition("://")[0])
+            self._tb = SummaryWriter(paths.join(workdir, "tb", stage))
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not is_writer():
             return
         clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0 and v is not None}
-        with open(self._jsonl, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
+        paths.append_text(self._jsonl, json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
         for key, value in clean.items():
             self._tb.add_scalar(f"{self.stage}/{key}", value, step)
         self._tb.flush()
@@ -67,12 +70,45 @@ class MetricWriter:
             return
         kept = [r for r in read_metrics(self._jsonl)
                 if r["stage"] != self.stage or r["step"] <= step]
-        with open(self._jsonl, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        paths.write_text(self._jsonl, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+class _EventObject:
+    """A TensorBoard event file in a bucket: buffered, the whole object rewritten
+    on each flush (objects cannot be appended to)."""
+
+    def __init__(self, url: str):
+        self.url, self.buffer = url, io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        paths.write_bytes(self.url, self.buffer.getvalue())
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _EventObjectFactory:
+    """tensorboardX's writer-factory interface for `scheme://` event files."""
+
+    def open(self, url: str) -> _EventObject:
+        return _EventObject(url)
+
+    def directory_check(self, url: str) -> None:
+        paths.makedirs(url)
+
+
+def _write_events_through_paths(scheme: str) -> None:
+    """Routes tensorboardX's `scheme://` event files through `paths` (its own GCS
+    writer retries for minutes and re-uploads from `__del__` after close)."""
+    from tensorboardX import record_writer
+    record_writer.register_writer_factory(scheme, _EventObjectFactory())
 
 
 def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.ndarray,
@@ -80,11 +116,12 @@ def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.
     """One row per class: index, name, training count, shot group, test accuracy (%)."""
     if not is_writer():
         return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", "name", "train_count", "group", "accuracy"])
-        for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
-            writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["class", "name", "train_count", "group", "accuracy"])
+    for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
+        writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+    paths.write_text(path, text.getvalue())
 
 
 def shot_group_name(train_count: int) -> str:
@@ -107,7 +144,7 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
     accuracy_vs_count_axes(ax, "test accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -140,7 +177,7 @@ def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
             axes[r, i].axis("off")
         axes[r, 0].set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths.save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

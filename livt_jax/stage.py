@@ -215,7 +215,7 @@ def build_stage(config, stage: str, mesh: Mesh, train_counts: np.ndarray, *,
     global_batch = check_stage_batch(config, stage, mesh)
     counts = np.asarray(train_counts)
     model, loss_fn, init_params = stage_model(config, stage, counts)
-    # No-op unless data.device_augment: then the step crops/flips uint8 batches itself.
+    # No-op unless data.device_augment: then the step augments uint8 batches itself.
     loss_fn = device_augment.wrap_loss_fn(loss_fn, stage_data_config(config, stage))
     tx, schedule = optim.make_optimizer(
         stage_cfg.optim, factory.abstract_params(model), stage=stage,

@@ -11,7 +11,6 @@ assembled from per-process data, checkpoints, logs and evaluates
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -20,8 +19,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, preemption,
-                      profiling, report, stage as stage_lib, workdir_lock)
+from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, paths,
+                      preemption, profiling, report, stage as stage_lib, workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
@@ -91,7 +90,7 @@ class _EvalTracker:
 
 def run_stage(config, workdir: str, stage: str) -> dict:
     """Trains one stage ('pretrain' or 'finetune') in `workdir`; returns its summary."""
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_lib.check_stage_batch(config, stage, mesh)
     if report.is_writer():
@@ -107,7 +106,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         data_cfg, train_source, batch_size=global_batch // jax.process_count(), seed=config.seed,
         num_steps=total_steps, shard_index=jax.process_index(), shard_count=jax.process_count()))
     manager = checkpoint.make_manager(
-        os.path.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
+        paths.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
         keep=config.checkpoint.keep, keep_best=stage == "finetune",
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
@@ -167,7 +166,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         writer.close()
         manager.wait_until_finished()
 
-    export_dir = os.path.join(workdir, "export")
+    export_dir = paths.join(workdir, "export")
     checkpoint.save_params_export(export_dir, state.params)
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
@@ -203,10 +202,10 @@ def _run_stages(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return evaluate_export(config, workdir)
     if config.stage != "livt":
         return run_stage(config, workdir, config.stage)
-    pretrain = run_stage(config, os.path.join(workdir, "pretrain"), "pretrain")
+    pretrain = run_stage(config, paths.join(workdir, "pretrain"), "pretrain")
     if "stopped_at" in pretrain:
         return pretrain
     config = config.copy_and_resolve_references()
     config.finetune.init_from = pretrain["export"]
     config.finetune.init_kind = "mae"
-    return run_stage(config, os.path.join(workdir, "finetune"), "finetune")
+    return run_stage(config, paths.join(workdir, "finetune"), "finetune")

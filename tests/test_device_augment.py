@@ -155,7 +155,7 @@ def test_random_erasing_boxes():
 
 def transform_config(kind="bft", in_chans=3, **aug):
     data = ml_collections.ConfigDict(dict(image_size=8, in_chans=in_chans, mean=(0.5,) * in_chans,
-                                          std=(0.25,) * in_chans))
+                                          std=(0.25,) * in_chans, device_augment=False))
     settings = dict(kind=kind, scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
                     randaug_magnitude_std=0.5, random_erasing_prob=0.25)
     settings.update(aug)

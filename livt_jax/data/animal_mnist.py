@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from livt_jax import paths
 from livt_jax.data.sources import ArraySource
 
 NUM_CLASSES = 10
@@ -93,11 +94,10 @@ def load_arrays(data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     data_dir = package_data_dir() if data_dir is None else data_dir
     arrays = []
     for filename in _DATA_FILES:
-        path = os.path.join(data_dir, filename)
-        if not os.path.isfile(path):
+        path = paths.join(data_dir, filename)
+        if not paths.is_file(path):
             raise FileNotFoundError(f"Animal-MNIST file {path!r} not found")
-        with gzip.open(path, "rb") as f:
-            arrays.append(load_numpy_pickle(f.read()))
+        arrays.append(load_numpy_pickle(gzip.decompress(paths.read_bytes(path))))
     images, labels = arrays
     return images.astype(np.uint8)[..., None], labels.astype(np.int64)
 

@@ -17,11 +17,15 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-RRC_RATIO = (3 / 4, 4 / 3)
-ERASE_AREA = (0.02, 1 / 3)
-ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))
-_ATTEMPTS = 10
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# The augmentation constants, defined once: the device path (device_augment.py,
+# device_randaugment.py) and RandAugment (randaugment.py) import them from here.
+AUG_KINDS = ("mgp", "bft")  # SPEC §3: MGP crop + flip; BFT adds RandAugment and erasing
+RRC_RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop aspect ratio range (torchvision)
+ERASE_AREA = (0.02, 1 / 3)  # RandomErasing area fraction range (timm)
+ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))  # RandomErasing log aspect range
+ATTEMPTS = 10  # box draws before the fallback (crop) or no erasing
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, PIL's 'L' conversion
+_LUMA = np.array(LUMA, dtype=np.float32)
 
 Images = np.ndarray | Sequence[np.ndarray]
 
@@ -55,8 +59,8 @@ def sample_crop_boxes(
     """
     b = len(heights)
     area = (heights * widths)[:, None]
-    target = area * rng.uniform(scale[0], scale[1], (b, _ATTEMPTS))
-    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), (b, _ATTEMPTS)))
+    target = area * rng.uniform(scale[0], scale[1], (b, ATTEMPTS))
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), (b, ATTEMPTS)))
     w = np.rint(np.sqrt(target * aspect)).astype(np.int64)
     h = np.rint(np.sqrt(target / aspect)).astype(np.int64)
     fits = (w > 0) & (h > 0) & (w <= widths[:, None]) & (h <= heights[:, None])
@@ -175,8 +179,8 @@ def random_erasing(images: np.ndarray, rng: np.random.Generator, prob: float) ->
       float32 (B, H, W, C), a new array.
     """
     b, height, width, c = images.shape
-    target = height * width * rng.uniform(*ERASE_AREA, (b, _ATTEMPTS))
-    aspect = np.exp(rng.uniform(*ERASE_LOG_RATIO, (b, _ATTEMPTS)))
+    target = height * width * rng.uniform(*ERASE_AREA, (b, ATTEMPTS))
+    aspect = np.exp(rng.uniform(*ERASE_LOG_RATIO, (b, ATTEMPTS)))
     h = np.rint(np.sqrt(target * aspect)).astype(np.int64)
     w = np.rint(np.sqrt(target / aspect)).astype(np.int64)
     fits = (h < height) & (w < width)

@@ -5,6 +5,7 @@ Usage::
   python -m livt_jax.data.benchmark --config configs/demo.py --stage finetune
   python -m livt_jax.data.benchmark --source animal_mnist --image-size 28 --in-chans 1
   python -m livt_jax.data.benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
+  python -m livt_jax.data.benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
 
 ``--synthetic N,R`` writes N random R x R RGB images into a temporary cache
 folder and reads them back memory-mapped, as a stand-in for a cached large
@@ -112,6 +113,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--kinds", default="mgp,bft", help="augmentation kinds to time")
+    parser.add_argument("--augment-on", default="host",
+                        help="host,device: where the augmentation runs (device = data.device_augment: "
+                             "the loader only reads and stacks uint8 images)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="rates per CPU-second of this process (per core, in-process only)")
     parser.add_argument("--vs-timm", action="store_true",
                         help="one core; also time timm's BFT transform on the same images")
     args = parser.parse_args(argv)
@@ -119,7 +125,7 @@ def main(argv=None) -> None:
         parser.error("--vs-timm compares on --synthetic images, needs 'bft' in --kinds and --workers 0")
     # On one core, images per CPU-second is images/s per core, and other jobs sharing
     # the core do not count against either side.
-    clock = time.process_time if args.vs_timm else time.perf_counter
+    clock = time.process_time if args.vs_timm or args.cpu_time else time.perf_counter
     if args.vs_timm:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
@@ -134,16 +140,22 @@ def main(argv=None) -> None:
         else:
             source, label = pipeline.load_sources(config.data)[0], config.data.source
         cores = max(args.workers, 1)
-        print(f"{'source':<24} {'aug':<4} {'size':>5} {'batch':>6} {'img/s':>9} {'img/s/core':>11}")
+        print(f"{'source':<24} {'aug':<4} {'on':<6} {'size':>5} {'batch':>6} {'img/s':>9} "
+              f"{'img/s/core':>11}")
         rates = {}
-        for kind in args.kinds.split(","):
-            config.aug.kind = kind
-            rates[kind] = rate = time_loader(config, source, args.batch_size, args.steps, clock)
-            print(f"{label:<24} {kind:<4} {config.data.image_size:>5} {args.batch_size:>6} "
-                  f"{rate:>9.0f} {rate / cores:>11.0f}")
+        for place in args.augment_on.split(","):
+            if place not in ("host", "device"):
+                raise ValueError(f"--augment-on takes 'host' and/or 'device', got {place!r}")
+            config.data.device_augment = place == "device"
+            for kind in args.kinds.split(","):
+                config.aug.kind = kind
+                rate = time_loader(config, source, args.batch_size, args.steps, clock)
+                rates.setdefault(kind, rate)  # --vs-timm compares the host path
+                print(f"{label:<24} {kind:<4} {place:<6} {config.data.image_size:>5} "
+                      f"{args.batch_size:>6} {rate:>9.0f} {rate / cores:>11.0f}")
         if args.vs_timm:
             rate = time_timm(config, source.images, args.batch_size * args.steps, clock)
-            print(f"{'timm ' + label:<24} {'bft':<4} {config.data.image_size:>5} {1:>6} "
+            print(f"{'timm ' + label:<24} {'bft':<4} {'host':<6} {config.data.image_size:>5} {1:>6} "
                   f"{rate:>9.0f} {rate:>11.0f}")
             print(f"ours / timm, bft, one core: {rates['bft'] / rate:.2f}x")
 

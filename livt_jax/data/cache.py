@@ -43,6 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
+from livt_jax import paths
 from livt_jax.data import augment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.cache_manifest import write_manifest
@@ -128,7 +129,11 @@ def build_cache(
     resize_shorter: int = 256, in_chans: int = 3, workers: int = 0,
 ) -> None:
     """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and the manifest into a
-    temporary folder, then replaces ``out_dir`` with it; on any error ``out_dir`` is untouched."""
+    temporary folder, then replaces ``out_dir`` with it; on any error ``out_dir`` is untouched.
+    The sources may be read from a bucket; ``out_dir`` must be local (memory-mapped later)."""
+    if paths.is_url(out_dir):
+        raise ValueError(f"--out {out_dir}: a cache is memory-mapped and must be written to "
+                         "local disk (copy it to a bucket afterwards if you want it there)")
     out_dir = os.path.normpath(out_dir)
     opened = {}
     for spec in splits:

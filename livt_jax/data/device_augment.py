@@ -7,9 +7,11 @@ train step calls ``device_train_transform`` on the device. A GPU host then
 only has to read bytes; see ANCHORS.md (a host cannot decode and augment
 3,000+ img/s on its CPUs).
 
-What runs here, per image, all jittable with static shapes:
+What runs here, per image, all jittable with static shapes, vectorised over
+the batch (no loop over images), the same steps as ``pipeline.train_images``:
   RandomResizedCrop (torchvision's box rule) -> horizontal flip ->
-  channel matching -> normalise -> RandomErasing (timm, 'pixel' mode; bft).
+  channel matching -> RandAugment (bft; ``device_randaugment``) ->
+  normalise -> RandomErasing (timm, 'pixel' mode; bft).
 
 Choices, and how they differ from the host pipeline (``augment.py``):
 - **Resampling** uses ``jax.image.scale_and_translate`` with the crop box
@@ -26,15 +28,16 @@ Choices, and how they differ from the host pipeline (``augment.py``):
   divided by the resampled box indicator (the kernel is separable, so this is
   the per-axis renormalisation).
 - Values are clipped to [0, 255] after resampling but not rounded to integers
-  (Pillow rounds to uint8; the difference is below one grey level).
-- **RandAugment is not applied** on the device: ``aug.randaug_num_ops`` is
-  ignored (with a warning) when device augmentation is on. Either accept the
-  weaker BFT augmentation or keep the host pipeline for BFT.
+  (Pillow rounds to uint8; the difference is below one grey level), except
+  before RandAugment, whose ops need integer grey levels: there they are
+  rounded to nearest, as Pillow does.
 - Channel matching (grey -> RGB repeat, RGB -> luma) happens after the crop,
   in float (the host rounds luma to uint8).
 
 Randomness comes from one ``jax.random`` key per call; it is not the host
 pipeline's numpy stream, so batches are not bit-identical between the paths.
+The train step derives that key from (seed, step, process) and each device
+augments its own shard of the batch.
 """
 
 from __future__ import annotations
@@ -44,14 +47,11 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-from absl import logging
 
-RRC_RATIO = (3 / 4, 4 / 3)
-ERASE_AREA = (0.02, 1 / 3)
-ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))
-ATTEMPTS = 10
+from livt_jax.data import device_randaugment
+from livt_jax.data.augment import ATTEMPTS, AUG_KINDS, ERASE_AREA, ERASE_LOG_RATIO, LUMA, RRC_RATIO
+
 METHODS = ("bicubic", "linear")
-_LUMA = (0.299, 0.587, 0.114)
 
 
 # ----------------------------------------------------------------------------- crop boxes
@@ -200,7 +200,7 @@ def match_channels(images: jax.Array, in_chans: int) -> jax.Array:
     if c == 1 and in_chans == 3:
         return jnp.repeat(images, 3, axis=-1)
     if c == 3 and in_chans == 1:
-        return (images @ jnp.asarray(_LUMA, images.dtype))[..., None]
+        return (images @ jnp.asarray(LUMA, images.dtype))[..., None]
     raise ValueError(f"cannot convert images with {c} channels to in_chans={in_chans}")
 
 
@@ -244,48 +244,47 @@ def random_erasing(rng: jax.Array, images: jax.Array, prob: float) -> jax.Array:
 # ----------------------------------------------------------------------------- the transform
 
 
-def _warn_ignored(aug_cfg) -> None:
-    if aug_cfg.get("kind", "mgp") == "bft" and aug_cfg.get("randaug_num_ops", 0) > 0:
-        logging.warning("data.device_augment=True: RandAugment is not applied on the device; "
-                        "aug.randaug_num_ops=%s is ignored", aug_cfg.randaug_num_ops)
-
-
 def device_train_transform(
     rng: jax.Array, images_uint8: jax.Array, data_cfg, aug_cfg, *, method: str = "bicubic",
     antialias: bool = True,
 ) -> jax.Array:
-    """The training augmentation of ``pipeline.train_images``, minus RandAugment, on device.
+    """The training augmentation of ``pipeline.train_images``, on device.
 
     Args:
       rng: a jax PRNG key.
       images_uint8: (B, H, W, C) uint8, one size for the batch.
-      data_cfg: ``config.data`` (``image_size``, ``in_chans``, ``mean``, ``std``).
-      aug_cfg: ``config.aug`` (``kind``, ``scale_min``, ``hflip``, and for
-        'bft' ``random_erasing_prob``; ``randaug_*`` are ignored, with a warning
-        at trace time).
+      data_cfg: ``config.data`` (``image_size``, ``in_chans``, ``mean``, ``std``;
+        ``mean`` is also RandAugment's fill colour, as on the host).
+      aug_cfg: ``config.aug`` (``kind``, ``scale_min``, ``hflip``, and for 'bft'
+        ``randaug_num_ops``, ``randaug_magnitude``, ``randaug_magnitude_std``,
+        ``random_erasing_prob``).
     Returns:
       float32 (B, S, S, in_chans), normalised.
     """
-    kind = aug_cfg.get("kind", "mgp")
-    if kind not in ("mgp", "bft"):
-        raise ValueError(f"unknown aug.kind {kind!r}; expected 'mgp' or 'bft'")
-    _warn_ignored(aug_cfg)
-    crop_rng, erase_rng = jax.random.split(rng)
+    if aug_cfg.kind not in AUG_KINDS:
+        raise ValueError(f"unknown aug.kind {aug_cfg.kind!r}; expected one of {AUG_KINDS}")
+    bft = aug_cfg.kind == "bft"
+    crop_rng, randaug_rng, erase_rng = jax.random.split(rng, 3)
     x = random_resized_crop_flip(
         crop_rng, images_uint8, out_size=int(data_cfg.image_size),
         scale=(float(aug_cfg.scale_min), 1.0), hflip=bool(aug_cfg.hflip), method=method,
         antialias=antialias)
-    x = normalize(match_channels(x, int(data_cfg.in_chans)), data_cfg.mean, data_cfg.std)
-    prob = float(aug_cfg.get("random_erasing_prob", 0.0)) if kind == "bft" else 0.0
-    if prob > 0:
-        x = random_erasing(erase_rng, x, prob)
+    x = match_channels(x, int(data_cfg.in_chans))
+    if bft and aug_cfg.randaug_num_ops > 0:
+        x = device_randaugment.rand_augment(
+            randaug_rng, jnp.round(x), num_ops=int(aug_cfg.randaug_num_ops),
+            magnitude=float(aug_cfg.randaug_magnitude),
+            magnitude_std=float(aug_cfg.randaug_magnitude_std), fill=data_cfg.mean)
+    x = normalize(x, data_cfg.mean, data_cfg.std)
+    if bft and aug_cfg.random_erasing_prob > 0:
+        x = random_erasing(erase_rng, x, float(aug_cfg.random_erasing_prob))
     return x
 
 
 def make_batch_transform(config) -> Optional[Callable[[jax.Array, jax.Array], jax.Array]]:
     """``(rng, images_uint8) -> float32 normalised images`` for the ``{'data', 'aug'}``
     view of one stage when ``data.device_augment`` is on, else None."""
-    if not config.data.get("device_augment", False):
+    if not config.data.device_augment:
         return None
     data_cfg, aug_cfg = config.data, config.aug
     return lambda rng, images: device_train_transform(rng, images, data_cfg, aug_cfg)

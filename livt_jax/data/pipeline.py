@@ -23,8 +23,8 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage,
   - ``device_augment`` (bool): the train loader yields
     ``{'image': uint8 (b, H, W, C), 'label'}`` with no host augmentation (all
     training images must have one size, e.g. a cache) and the train step
-    augments on the device (``device_augment.device_train_transform``: no
-    RandAugment). The eval loader is unchanged.
+    augments on the device (``device_augment.device_train_transform``: the
+    same steps, RandAugment and erasing included). The eval loader is unchanged.
 
 ``config.aug``
   - ``kind``: 'mgp' (RandomResizedCrop + flip + normalise) or 'bft'
@@ -51,13 +51,13 @@ on small hosts); ``data.worker_count`` > 0 adds grain worker processes.
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import grain
 import numpy as np
 from absl import flags
 
+from livt_jax import paths
 from livt_jax.data import augment, checks, randaugment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.long_tail import long_tail_indices
@@ -65,7 +65,6 @@ from livt_jax.data.samplers import make_sampler
 from livt_jax.data.sources import CacheSource, LabelledSource, SplitListSource, SubsetSource, TfdsSource, read_split_list
 
 SOURCES = ("animal_mnist", "tfds", "split_list", "cache")
-AUG_KINDS = ("mgp", "bft")
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
@@ -73,8 +72,8 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def _resolve_split_file(path: str, data_dir: str) -> str:
-    for candidate in (path, os.path.join(data_dir, path)):
-        if os.path.isfile(candidate):
+    for candidate in (path, paths.join(data_dir, path)):
+        if paths.is_file(candidate):
             return candidate
     raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
 
@@ -99,7 +98,7 @@ def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
     if data.source == "split_list":
         return _split_list_sources(data)
     if data.source == "cache":
-        cache_dir = os.path.join(data_dir, data.name)
+        cache_dir = paths.join(data_dir, data.name)
         return CacheSource(cache_dir, data.train_split), CacheSource(cache_dir, data.eval_split)
     raise ValueError(f"unknown data.source {data.source!r}; expected one of {SOURCES}")
 
@@ -134,8 +133,8 @@ def read_batch(source, keys: np.ndarray) -> tuple[augment.Images, np.ndarray]:
 def train_images(config, images: augment.Images, rng: np.random.Generator) -> np.ndarray:
     """Training augmentation of one batch -> float32 (B, S, S, C), normalised."""
     data, aug = config.data, config.aug
-    if aug.kind not in AUG_KINDS:
-        raise ValueError(f"unknown aug.kind {aug.kind!r}; expected one of {AUG_KINDS}")
+    if aug.kind not in augment.AUG_KINDS:
+        raise ValueError(f"unknown aug.kind {aug.kind!r}; expected one of {augment.AUG_KINDS}")
     x = augment.random_resized_crop(images, rng, data.image_size, (aug.scale_min, 1.0))
     x = augment.match_channels(x, data.in_chans)
     if aug.hflip:

@@ -24,9 +24,19 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-_MAX_LEVEL = 10.0
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
+from livt_jax.data.augment import LUMA
+
+# Op magnitudes at level 10 (timm's _LEVEL_DENOM), defined once for the host and
+# the device (device_randaugment.py).
+MAX_LEVEL = 10.0
+ROTATE_DEGREES = 30.0
+SHEAR = 0.3
+TRANSLATE_REL = 0.45  # of the image side
+ENHANCE = 0.9  # enhancement factor 1 +- ENHANCE
+POSTERIZE_BITS = 4  # bits removed at level 10 (from 4 kept at level 0: 'increasing')
+SOLARIZE_ADD = 110
+SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0  # PIL's SMOOTH filter
+_LUMA = np.array(LUMA, dtype=np.float32)
 
 # An op maps (x uint8 (n, H, W, C), level float (n,) in [0, 10], sign +-1 (n,),
 # fill uint8 (C,)) to uint8 (n, H, W, C).
@@ -55,7 +65,7 @@ def _blend(degenerate: np.ndarray, x: np.ndarray, factor: np.ndarray) -> np.ndar
 
 
 def _enhance_factor(level: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    return 1.0 + sign * level / _MAX_LEVEL * 0.9
+    return 1.0 + sign * level / MAX_LEVEL * ENHANCE
 
 
 # ----------------------------------------------------------------------------- pixel ops
@@ -92,20 +102,20 @@ def invert(x, level, sign, fill):
 
 def posterize_increasing(x, level, sign, fill):
     """Keep 4 - int(level / 10 * 4) bits."""
-    shift = (8 - (4 - (level / _MAX_LEVEL * 4).astype(np.int64))).astype(np.uint8)
+    shift = (8 - (POSTERIZE_BITS - (level / MAX_LEVEL * POSTERIZE_BITS).astype(np.int64))).astype(np.uint8)
     s = shift[:, None, None, None]
     return np.where(s >= 8, 0, (x >> np.minimum(s, 7)) << np.minimum(s, 7)).astype(np.uint8)
 
 
 def solarize_increasing(x, level, sign, fill):
     """Invert pixels >= 256 - int(level / 10 * 256)."""
-    threshold = 256 - (level / _MAX_LEVEL * 256).astype(np.int64)
+    threshold = 256 - (level / MAX_LEVEL * 256).astype(np.int64)
     return np.where(x >= threshold[:, None, None, None], 255 - x, x)
 
 
 def solarize_add(x, level, sign, fill):
     """Add int(level / 10 * 110) to pixels below 128, clipped."""
-    add = (level / _MAX_LEVEL * 110).astype(np.int64)[:, None, None, None]
+    add = (level / MAX_LEVEL * SOLARIZE_ADD).astype(np.int64)[:, None, None, None]
     return np.where(x < 128, np.minimum(x.astype(np.int64) + add, 255), x).astype(np.uint8)
 
 
@@ -127,7 +137,7 @@ def sharpness_increasing(x, level, sign, fill):
     xf = x.astype(np.float32)
     smooth = xf.copy()
     inner = sum(
-        _SMOOTH[i, j] * xf[:, i : x.shape[1] - 2 + i, j : x.shape[2] - 2 + j] for i in range(3) for j in range(3)
+        SMOOTH[i, j] * xf[:, i : x.shape[1] - 2 + i, j : x.shape[2] - 2 + j] for i in range(3) for j in range(3)
     )
     smooth[:, 1:-1, 1:-1] = np.rint(inner)
     return _blend(smooth, x, _enhance_factor(level, sign))
@@ -160,7 +170,7 @@ def affine(x: np.ndarray, matrices: np.ndarray, fill: np.ndarray) -> np.ndarray:
 def rotate(x, level, sign, fill):
     """PIL ``Image.rotate(30 * level / 10 * sign)`` about the centre (counter-clockwise)."""
     h, w = x.shape[1:3]
-    angle = -np.radians(sign * level / _MAX_LEVEL * 30.0)
+    angle = -np.radians(sign * level / MAX_LEVEL * ROTATE_DEGREES)
     cos, sin = np.cos(angle), np.sin(angle)
     cx, cy = w / 2.0, h / 2.0
     c = cos * -cx + sin * -cy + cx
@@ -175,19 +185,19 @@ def _matrices(n: int, b=0.0, c=0.0, d=0.0, f=0.0) -> np.ndarray:
 
 
 def shear_x(x, level, sign, fill):
-    return affine(x, _matrices(len(x), b=sign * level / _MAX_LEVEL * 0.3), fill)
+    return affine(x, _matrices(len(x), b=sign * level / MAX_LEVEL * SHEAR), fill)
 
 
 def shear_y(x, level, sign, fill):
-    return affine(x, _matrices(len(x), d=sign * level / _MAX_LEVEL * 0.3), fill)
+    return affine(x, _matrices(len(x), d=sign * level / MAX_LEVEL * SHEAR), fill)
 
 
 def translate_x_rel(x, level, sign, fill):
-    return affine(x, _matrices(len(x), c=sign * level / _MAX_LEVEL * 0.45 * x.shape[2]), fill)
+    return affine(x, _matrices(len(x), c=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[2]), fill)
 
 
 def translate_y_rel(x, level, sign, fill):
-    return affine(x, _matrices(len(x), f=sign * level / _MAX_LEVEL * 0.45 * x.shape[1]), fill)
+    return affine(x, _matrices(len(x), f=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[1]), fill)
 
 
 OPS: dict[str, Op] = {
@@ -209,6 +219,24 @@ OPS: dict[str, Op] = {
 }
 
 
+def fill_uint8(fill: Sequence[float], channels: int) -> np.ndarray:
+    """Per-channel fill in [0, 1] units -> uint8 (channels,), rounded to nearest."""
+    return np.broadcast_to(np.rint(np.asarray(fill, np.float32) * 255), (channels,)).astype(np.uint8)
+
+
+def sample_layer(
+    rng: np.random.Generator, batch: int, magnitude: float, magnitude_std: float, prob: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One RandAugment layer's draws per image: op index into ``OPS`` (int64), applied
+    (bool, p ``prob``), level ``clip(N(magnitude, magnitude_std), 0, 10)`` and sign +-1
+    (float64); (batch,) each."""
+    choice = rng.integers(len(OPS), size=batch)
+    applied = rng.random(batch) < prob
+    level = np.clip(magnitude + magnitude_std * rng.standard_normal(batch), 0.0, MAX_LEVEL)
+    sign = np.where(rng.random(batch) < 0.5, -1.0, 1.0)
+    return choice, applied, level, sign
+
+
 def rand_augment(
     images: np.ndarray,
     rng: np.random.Generator,
@@ -224,14 +252,10 @@ def rand_augment(
     the areas geometric ops uncover.
     """
     x = np.array(images, dtype=np.uint8, copy=True)
-    b, c = len(x), x.shape[-1]
-    fill_u8 = np.broadcast_to(np.rint(np.asarray(fill, np.float32) * 255), (c,)).astype(np.uint8)
+    fill_u8 = fill_uint8(fill, x.shape[-1])
     ops = list(OPS.values())
     for _ in range(num_ops):
-        choice = rng.integers(len(ops), size=b)
-        applied = rng.random(b) < prob
-        level = np.clip(magnitude + magnitude_std * rng.standard_normal(b), 0.0, _MAX_LEVEL)
-        sign = np.where(rng.random(b) < 0.5, -1.0, 1.0)
+        choice, applied, level, sign = sample_layer(rng, len(x), magnitude, magnitude_std, prob)
         for k, op in enumerate(ops):
             sel = np.flatnonzero(applied & (choice == k))
             if sel.size:

@@ -14,6 +14,7 @@ Image sizes may differ between records (split lists); the pipeline resizes.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from livt_jax import paths
 
 class LabelledSource:
     """Base class: the class statistics every source exposes, from ``labels``."""
@@ -140,31 +143,31 @@ def read_split_list(path: str) -> tuple[list[str], np.ndarray]:
     Returns:
       (relative paths, int64 labels (N,)).
     """
-    paths, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.rsplit(None, 1)
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit() or int(fields[1]) < 0:
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'relative/path label' with a label >= 0, "
-                    f"got {line.rstrip()!r}"
-                )
-            paths.append(fields[0].strip())
-            labels.append(int(fields[1]))
-    if not paths:
+    relative_paths, labels = [], []
+    text = paths.read_text(path, "a split list")
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rsplit(None, 1)
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit() or int(fields[1]) < 0:
+            raise ValueError(
+                f"{path}:{line_no}: expected 'relative/path label' with a label >= 0, "
+                f"got {line.rstrip()!r}"
+            )
+        relative_paths.append(fields[0].strip())
+        labels.append(int(fields[1]))
+    if not relative_paths:
         raise ValueError(f"split list {path} holds no records")
-    return paths, np.asarray(labels, dtype=np.int64)
+    return relative_paths, np.asarray(labels, dtype=np.int64)
 
 
 def split_list_line(path: str, record: int) -> int:
     """The 1-based line of ``path`` holding record ``record`` (blank lines skipped)."""
-    with open(path, encoding="utf-8") as f:
-        non_blank = (n for n, line in enumerate(f, start=1) if line.strip())
-        for i, line_no in enumerate(non_blank):
-            if i == record:
-                return line_no
+    lines = paths.read_text(path, "a split list").splitlines()
+    non_blank = (n for n, line in enumerate(lines, start=1) if line.strip())
+    for i, line_no in enumerate(non_blank):
+        if i == record:
+            return line_no
     raise IndexError(f"{path} has no record {record}")
 
 
@@ -173,7 +176,7 @@ def decode_image(path: str, in_chans: int) -> np.ndarray:
     modes = {1: "L", 3: "RGB"}
     if in_chans not in modes:
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(paths.read_bytes(path, "an image file"))) as img:
         return _with_channel_axis(np.asarray(img.convert(modes[in_chans])))
 
 
@@ -188,7 +191,7 @@ class SplitListSource(LabelledSource):
 
     def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None,
                  bad_images: str = "stop"):
-        if not os.path.isdir(root):
+        if not paths.is_dir(root):
             raise FileNotFoundError(f"image root {root!r} is not a directory")
         if bad_images not in ("stop", "skip"):
             raise ValueError(f"bad_images={bad_images!r}; expected 'stop' or 'skip'")
@@ -205,7 +208,7 @@ class SplitListSource(LabelledSource):
         self.labels = _check_labels(labels, num_classes, list_file)
 
     def _decode(self, index: int) -> np.ndarray:
-        path = os.path.join(self.root, self.paths[index])
+        path = paths.join(self.root, self.paths[index])
         try:
             return decode_image(path, self.in_chans)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -226,11 +229,11 @@ class SplitListSource(LabelledSource):
                     self.skipped.add(int(candidate))
                     logging.warning("data.bad_images='skip': skipped %d undecodable image(s) "
                                     "of %s so far; latest: %s", len(self.skipped),
-                                    os.path.basename(self.list_file), e)
+                                    paths.basename(self.list_file), e)
         raise ValueError(f"class {label} of {self.list_file} has no decodable image")
 
     def __repr__(self) -> str:
-        return f"SplitListSource(list={os.path.basename(self.list_file)!r}, num_records={len(self)})"
+        return f"SplitListSource(list={paths.basename(self.list_file)!r}, num_records={len(self)})"
 
 
 def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
@@ -264,6 +267,11 @@ class CacheSource(LabelledSource):
     def __init__(self, cache_dir: str, split: str):
         from livt_jax.data import cache_manifest  # pylint: disable=import-outside-toplevel
 
+        if paths.is_url(cache_dir):
+            raise ValueError(
+                f"the cache {cache_dir} is in a bucket, but a cache is memory-mapped and must be "
+                "on local disk: copy it (`gcloud storage cp -r URL LOCAL_DIR`) or mount the "
+                "bucket with gcsfuse, and point data.data_dir there")
         self.cache_dir, self.split = cache_dir, split
         manifest = cache_manifest.read_manifest(cache_dir)
         self._images_path, labels_path = cache_files(cache_dir, split)
