@@ -59,7 +59,7 @@ def test_shared_arms_run_once():
 
 def test_tau_study_arms():
     arms = am.arm_list(am.get_hyper("tau"))
-    assert len(arms) == 2 * len(am.TAU_GRID) == 6
+    assert len(arms) == 2 * len(am.TAU_GRID) == 10
     assert {(a.loss, a.tau) for a in arms} == {(loss, t) for loss in ("bal_ce", "bal_bce")
                                                for t in am.TAU_GRID}
     assert arms[:2] == [am.Arm("bal_ce"), am.Arm("bal_bce")]  # τ = 1 is the ablation's arm

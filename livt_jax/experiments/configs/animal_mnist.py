@@ -79,9 +79,8 @@ STUDY_OVERRIDES: dict[str, Any] = {
 
 LOSSES = ("ce", "bce", "bal_ce", "bal_bce")
 LOSS_LABELS = {"ce": "CE", "bce": "BCE", "bal_ce": "Bal-CE", "bal_bce": "Bal-BCE"}
-# The τ study's grid, in run order (τ = 1 first). 0.5 and 1.5 were left out for CPU time:
-# there Bal-BCE already collapsed in the earlier follow-ups (docs/RESULTS.md).
-TAU_GRID = (1.0, 0.75, 1.25)
+# The τ study's grid, in run order (τ = 1 first, then the nearest values).
+TAU_GRID = (1.0, 0.75, 1.25, 0.5, 1.5)
 
 
 @dataclasses.dataclass(frozen=True)
