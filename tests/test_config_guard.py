@@ -13,6 +13,12 @@ def recorded(workdir):
     return json.loads((workdir / config_guard.CONFIG_FILE).read_text())
 
 
+def start(config, workdir):
+    """A run that got past its start: its config recorded and something else written."""
+    config_guard.check_and_record(config, str(workdir))
+    (workdir / "metrics.jsonl").write_text("")
+
+
 def test_first_run_records_the_resolved_config(tmp_path):
     config = tiny_config()
     config_guard.check_and_record(config, str(tmp_path / "new"))
@@ -23,19 +29,20 @@ def test_first_run_records_the_resolved_config(tmp_path):
 
 
 def test_harmless_keys_may_change(tmp_path):
-    config_guard.check_and_record(tiny_config(), str(tmp_path))
+    start(tiny_config(), tmp_path)
     config = tiny_config()
     config.log_every_steps = 7
     config.checkpoint.save_every_steps = 3
     config.eval.batch_size = 128
     config.data.worker_count = 2
     config.mesh.data = 2
+    config.profile.num_steps = 5
     config_guard.check_and_record(config, str(tmp_path))
     assert recorded(tmp_path)["log_every_steps"] == 7
 
 
 def test_meaning_changes_are_refused_naming_each_key(tmp_path):
-    config_guard.check_and_record(tiny_config(), str(tmp_path))
+    start(tiny_config(), tmp_path)
     config = tiny_config()
     config.model.embed_dim = 48
     config.finetune.batch_size = 128
@@ -55,7 +62,7 @@ def test_meaning_changes_are_refused_naming_each_key(tmp_path):
 
 
 def test_allow_config_change_resumes_and_records_the_new_values(tmp_path):
-    config_guard.check_and_record(tiny_config(), str(tmp_path))
+    start(tiny_config(), tmp_path)
     config = tiny_config()
     config.finetune.epochs = 3
     config.allow_config_change = True
@@ -66,8 +73,27 @@ def test_allow_config_change_resumes_and_records_the_new_values(tmp_path):
 def test_train_refuses_before_training(tmp_path):
     config = tiny_config()
     config.stage = "finetune"
-    config_guard.check_and_record(config, str(tmp_path))
+    start(config, tmp_path)
     config.finetune.loss = "ce"
     with pytest.raises(config_guard.ConfigChangeError, match="finetune.loss: 'bal_bce' -> 'ce'"):
         train.train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_refused_before_it_started_does_not_bind_the_workdir(tmp_path):
+    config_guard.check_and_record(tiny_config(), str(tmp_path))  # e.g. then its data was refused
+    config = tiny_config()
+    config.data.imbalance_ratio = 10.0  # the corrected rerun
+    config_guard.check_and_record(config, str(tmp_path))
+    assert recorded(tmp_path)["data"]["imbalance_ratio"] == 10.0
+
+
+def test_sections_of_stages_not_run_are_not_compared(tmp_path):
+    config = tiny_config()
+    config.stage = "finetune"
+    start(config, tmp_path)
+    config.pretrain.batch_size = 32  # MGP is not part of a finetune run
+    config_guard.check_and_record(config, str(tmp_path))
+    config.finetune.batch_size = 32
+    with pytest.raises(config_guard.ConfigChangeError, match="finetune.batch_size: 64 -> 32"):
+        config_guard.check_and_record(config, str(tmp_path))
