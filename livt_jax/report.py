@@ -143,9 +143,7 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
     ax.scatter(train_counts, accuracies, s=14)
     accuracy_vs_count_axes(ax, "test accuracy (%)")
     ax.set_title(title)
-    fig.tight_layout()
-    paths.save_figure(fig, path, dpi=120)
-    plt.close(fig)
+    save_plot(fig, path, dpi=120)
 
 
 def accuracy_vs_count_axes(ax, ylabel: str) -> None:
@@ -158,6 +156,14 @@ def accuracy_vs_count_axes(ax, ylabel: str) -> None:
     ax.set_ylim(-2, 102)
     for threshold in (20, 100):
         ax.axvline(threshold, color="grey", lw=0.8, ls="--")
+
+
+def save_plot(fig, path: str, dpi: int) -> None:
+    """Lays out `fig`, writes it to `path` (local or URL) at `dpi` and closes it."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    paths.save_figure(fig, path, dpi=dpi)
+    plt.close(fig)
 
 
 def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[str]) -> None:
@@ -176,9 +182,7 @@ def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
                               cmap="gray" if image.shape[-1] == 1 else None)
             axes[r, i].axis("off")
         axes[r, 0].set_title(title, fontsize=8, loc="left")
-    fig.tight_layout()
-    paths.save_figure(fig, path, dpi=120)
-    plt.close(fig)
+    save_plot(fig, path, dpi=120)
 
 
 def format_results_table(final: Mapping[str, Any], best: Optional[Mapping[str, Any]] = None) -> str:

@@ -202,9 +202,7 @@ def plot_per_class(results: Mapping[str, Any], path: str, title: str) -> None:
     report.accuracy_vs_count_axes(ax, "test accuracy (%), mean over seeds")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    report.save_plot(fig, path, dpi=90)
 
 
 def plot_curves(results: Mapping[str, Any], path: str, title: str) -> None:
@@ -226,9 +224,7 @@ def plot_curves(results: Mapping[str, Any], path: str, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    report.save_plot(fig, path, dpi=90)
 
 
 def write_outputs(results: dict, out: str, imbalance_ratio: float, arms: Sequence[Arm],

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import metrics
+from livt_jax import metrics, report
 from livt_jax.experiments import runner
 from livt_jax.experiments import study_report as sr
 from livt_jax.experiments.configs import animal_mnist as study_config
@@ -307,9 +307,7 @@ def plot_validation(result: Mapping[str, Any], path: str, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    report.save_plot(fig, path, dpi=90)
 
 
 def plot_confusions(result: Mapping[str, Any], path: str, title: str) -> None:
@@ -335,9 +333,7 @@ def plot_confusions(result: Mapping[str, Any], path: str, title: str) -> None:
         ax.set_ylabel("true class (0 = head)")
         ax.set_title(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    report.save_plot(fig, path, dpi=90)
 
 
 def _imbalance_ratio(scores: Mapping[str, Mapping[int, dict]]) -> float:
