@@ -2,9 +2,6 @@
 
 from setuptools import find_packages, setup
 
-# gs:// paths (checkpoints, data, exports) through etils.epath's gcsfs backend.
-GCS = ["etils[epath-gcs]"]
-
 setup(
     name="livt-jax",
     version="0.1.0",
@@ -64,7 +61,6 @@ setup(
         "torch": ["torch>=2.5", "timm>=0.9"],
         "gpu": ["jax[cuda13]"],  # the JAX install guide's default
         "gpu-cuda12": ["jax[cuda12]"],  # for drivers too old for CUDA 13
-        "gcs": GCS,
-        "tpu": ["jax[tpu]", *GCS],
+        "tpu": ["jax[tpu]"],  # gs:// (etils[epath-gcs]) is in every install
     },
 )
