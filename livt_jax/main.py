@@ -17,12 +17,10 @@ import sys
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from livt_jax import config_checks, config_lib, console, preemption, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
+_CONFIG = config_lib.define_config_flag("Config file (configs/<dataset>.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _TRACEBACK = flags.DEFINE_bool("traceback", False,
                                "On an error, raise with the full traceback instead of one line.")
@@ -48,11 +46,10 @@ def initialize_distributed(distributed) -> None:
 
 def _unknown_override(argv: list[str]) -> str | None:
     """The first `--config.KEY=...` of `argv` whose KEY is no leaf of the config."""
-    known = set(config_checks.leaf_keys(config_lib.base_config()))
     for arg in argv:
         if arg.startswith("--config."):
             key = arg[len("--config."):].split("=", 1)[0]
-            if key not in known:
+            if key not in config_lib.KEYS:
                 return key
     return None
 
@@ -62,11 +59,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        message = str(e)
+        message = config_lib.config_file_error(e) or str(e)
     except (AttributeError, KeyError) as e:  # config_flags: an override naming no key
         key = _unknown_override(argv)
-        message = (config_checks.unknown_key_message(key, config_checks.leaf_keys(
-            config_lib.base_config())) if key else f"bad config override: {e}")
+        message = (config_checks.unknown_key_message(key, list(config_lib.KEYS)) if key
+                   else f"bad config override: {e}")
     print(f"error: {message} (see --helpfull)", file=sys.stderr)
     sys.exit(USAGE_ERROR)
 

@@ -26,8 +26,6 @@ from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
 
-STAGES = config_checks.STAGES
-
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -106,7 +104,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         data_cfg, train_source, batch_size=global_batch // jax.process_count(), seed=config.seed,
         num_steps=total_steps, shard_index=jax.process_index(), shard_count=jax.process_count()))
     manager = checkpoint.make_manager(
-        paths.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
+        paths.join(workdir, checkpoint.CHECKPOINTS_DIR), save_every_steps=config.checkpoint.save_every_steps,
         keep=config.checkpoint.keep, keep_best=stage == "finetune",
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(

@@ -16,7 +16,8 @@ from livt_jax.data.sources import CacheSource, SplitListSource, read_split_list
 def data_config(**overrides):
     d = dict(source="split_list", name="", data_dir=None, train_split="train", eval_split="test",
              imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=16, in_chans=3,
-             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), sampler="instance")
+             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), sampler="instance", num_classes=0,
+             bad_images="stop")
     d.update(overrides)
     return ml_collections.ConfigDict(d)
 

@@ -81,9 +81,9 @@ def _resolve_split_file(path: str, data_dir: str) -> str:
 def _split_list_sources(data) -> tuple[LabelledSource, LabelledSource]:
     files = [_resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
     # Classes: data.num_classes, else the train list's largest label + 1.
-    num_classes = data.get("num_classes", 0) or int(read_split_list(files[0])[1].max()) + 1
+    num_classes = data.num_classes or int(read_split_list(files[0])[1].max()) + 1
     return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes,
-                                 bad_images=data.get("bad_images", "stop")) for f in files)
+                                 bad_images=data.bad_images) for f in files)
 
 
 def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
@@ -152,17 +152,12 @@ def train_images(config, images: augment.Images, rng: np.random.Generator) -> np
 def eval_images(config, images: augment.Images) -> np.ndarray:
     """Deterministic eval preprocessing of one batch -> float32 (B, S, S, C)."""
     data = config.data
-    crop_pct = config.aug.eval_crop_pct if "aug" in config else 0.875
-    x = augment.eval_resize_crop(images, data.image_size, crop_pct)
+    x = augment.eval_resize_crop(images, data.image_size, config.aug.eval_crop_pct)
     return augment.normalize(augment.match_channels(x, data.in_chans), data.mean, data.std)
 
 
 def eval_image(config, image: np.ndarray) -> np.ndarray:
-    """One uint8 (H, W, C) image -> float32 (S, S, C) as the eval loader makes it.
-
-    ``config`` needs ``data``; ``aug.eval_crop_pct`` is used when ``config``
-    has ``aug`` (else 0.875, the release's value).
-    """
+    """One uint8 (H, W, C) image -> float32 (S, S, C) as the eval loader makes it."""
     return eval_images(config, [image])[0]
 
 

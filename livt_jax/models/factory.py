@@ -16,6 +16,8 @@ import ml_collections
 
 from livt_jax.models import mae as mae_lib, vit as vit_lib
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # model.dtype; parameters stay float32
+
 
 def model_dims(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
     """embed_dim / depth / num_heads / patch_size: the variant's, unless set (> 0)."""
@@ -24,7 +26,8 @@ def model_dims(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
         if model_cfg[key] > 0:
             dims[key] = model_cfg[key]
         elif key not in dims:
-            raise ValueError(f"model.{key} must be set (> 0) when model.variant is empty")
+            raise ValueError(f"model.{key}={model_cfg[key]} must be > 0 when model.variant "
+                             "is empty")
     return dims
 
 
