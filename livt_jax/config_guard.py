@@ -29,13 +29,13 @@ import jax
 import ml_collections
 from absl import logging
 
-from livt_jax import checkpoint, config_lib, paths
+from livt_jax import checkpoint, config_checks, config_lib, paths
 
 CONFIG_FILE = "config.json"
 
 
-class ConfigChangeError(ValueError):
-    """A resume's config changes keys that change the run's meaning."""
+class ConfigChangeError(config_checks.ConfigError):
+    """A resume's config changes keys that change the run's meaning (a usage error: exit 2)."""
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
