@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import os
 import re
+import sys
 from typing import Any, NamedTuple, Optional, Union
 
 import ml_collections
@@ -286,16 +288,16 @@ def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         where = "" if os.path.isabs(path) else f" in the working directory {os.getcwd()}"
         raise ConfigFileError(f"config file {path!r} not found{where}")
+    module_spec = importlib.util.spec_from_file_location("livt_config_file", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # as an import does (dataclasses look their module up)
     try:
-        with open(path, encoding="utf-8") as f:
-            code = compile(f.read(), path, "exec")
+        module_spec.loader.exec_module(module)
     except SyntaxError as e:
         raise ConfigFileError(f"config file {path!r} line {e.lineno}: {e.msg}") from e
-    namespace = {"__name__": "config_file", "__file__": path}
-    try:
-        exec(code, namespace)  # pylint: disable=exec-used
     except Exception as e:  # pylint: disable=broad-except
         raise ConfigFileError(f"config file {path!r} failed to run: {_error_line(e)}") from e
+    namespace = vars(module)
     if not callable(namespace.get("get_config")):
         raise ConfigFileError(f"config file {path!r} has no get_config() function")
     call = f"get_config({arg!r})" if has_arg else "get_config()"
