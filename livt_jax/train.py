@@ -104,7 +104,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         data_cfg, train_source, batch_size=global_batch // jax.process_count(), seed=config.seed,
         num_steps=total_steps, shard_index=jax.process_index(), shard_count=jax.process_count()))
     manager = checkpoint.make_manager(
-        paths.join(workdir, checkpoint.CHECKPOINTS_DIR), save_every_steps=config.checkpoint.save_every_steps,
+        paths.join(workdir, checkpoint.CHECKPOINTS_DIR),
+        save_every_steps=config.checkpoint.save_every_steps,
         keep=config.checkpoint.keep, keep_best=stage == "finetune",
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
