@@ -221,7 +221,8 @@ SCHEMA = dict(
         params_from=Key("", **FREE)),  # stage=eval: the params export to score
     checkpoint=dict(
         save_every_steps=Key(1000, above(0), **FREE),
-        keep=Key(2, above(0), **FREE),
+        keep=Key(2, above(0), **FREE),  # the newest `keep` steps
+        keep_best=Key(True, **FREE),  # BFT also keeps its best-top-1 step (False: disk)
         async_save=Key(True, **FREE)),
     # jax.profiler trace of num_steps train steps from start_step (0 = off); profiling.py.
     profile=dict(

@@ -106,7 +106,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     manager = checkpoint.make_manager(
         paths.join(workdir, checkpoint.CHECKPOINTS_DIR),
         save_every_steps=config.checkpoint.save_every_steps,
-        keep=config.checkpoint.keep, keep_best=stage == "finetune",
+        keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best and stage == "finetune",
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
         manager, mesh_lib.sharded_abstract(state, built.shardings), train_iter)
