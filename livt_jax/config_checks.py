@@ -128,6 +128,9 @@ def _data_problems(data) -> list[str]:
                             f"{data.in_chans}")
     if any(v <= 0 for v in data.std):
         problems.append(f"data.std={tuple(data.std)} must be > 0")
+    if data.val_split and data.val_per_class:
+        problems.append(f"data.val_split={data.val_split!r} and data.val_per_class="
+                        f"{data.val_per_class}: set one (a split, or images held out of train)")
     return problems
 
 

@@ -180,7 +180,12 @@ SCHEMA = dict(
         name=Key(""),  # tfds dataset or cache name
         data_dir=Key("", **FREE),  # the same data, elsewhere
         train_split=Key(""),
-        eval_split=Key(""),
+        eval_split=Key(""),  # the test split
+        # Validation, for every choice (best epoch, lr, tau): a split (tfds 'validation',
+        # a split list, a folder), or val_per_class images per class held out of the
+        # training pool (pipeline.heldout_validation); both empty = no validation.
+        val_split=Key(""),
+        val_per_class=Key(0, at_least(0)),
         imbalance_ratio=Key(1.0, at_least(1)),  # 1 = keep every image
         imbalance_type=Key("exp", one_of(names_in="data.long_tail.PROFILES")),
         lt_seed=Key(0),
@@ -218,11 +223,13 @@ SCHEMA = dict(
         eval_every_epochs=Key(1.0, above(0), **FREE)),
     eval=dict(
         batch_size=Key(1024, above(0), **FREE),
-        params_from=Key("", **FREE)),  # stage=eval: the params export to score
+        params_from=Key("", **FREE),  # stage=eval: the params export to score
+        # With a validation split, BFT reads the test split once at the end, for the final
+        # and the best-on-validation params; False for tuning runs (never read test).
+        test_at_end=Key(True, **FREE)),
     checkpoint=dict(
         save_every_steps=Key(1000, above(0), **FREE),
-        keep=Key(2, above(0), **FREE),  # the newest `keep` steps
-        keep_best=Key(True, **FREE),  # BFT also keeps its best-top-1 step (False: disk)
+        keep=Key(2, above(0), **FREE),
         async_save=Key(True, **FREE)),
     # jax.profiler trace of num_steps train steps from start_step (0 = off); profiling.py.
     profile=dict(

@@ -123,6 +123,8 @@ def test_the_closed_sets_include_the_ones_users_get_wrong():
     ({"finetune.grad_accum_steps": 3},
      "finetune.grad_accum_steps=3 must divide the per-device batch 16"),
     ({"finetune.image_size": 30}, "finetune.image_size=30 must be a multiple of the patch size 4"),
+    ({"data.val_split": "val.txt", "data.val_per_class": 5},
+     "data.val_split='val.txt' and data.val_per_class=5: set one"),
 ])
 def test_values_needing_the_model_or_devices_are_refused_in_one_line(override, message):
     with pytest.raises(ConfigError) as info:

@@ -34,7 +34,6 @@ def test_harmless_keys_may_change(tmp_path):
     config = tiny_config()
     config.log_every_steps = 7
     config.checkpoint.save_every_steps = 3
-    config.checkpoint.keep_best = False
     config.eval.batch_size = 128
     config.data.worker_count = 2
     config.mesh.data = 2
