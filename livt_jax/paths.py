@@ -188,16 +188,20 @@ def write_text(path: str, text: str) -> None:
         epath.Path(path).write_text(text, encoding="utf-8")
 
 
-def append_text(path: str, text: str) -> None:
-    """Appends ``text`` to a local file or to an object (``gcs.append``: the
-    object is composed with a part holding ``text``, never rewritten whole)."""
+def append_bytes(path: str, data: bytes) -> None:
+    """Appends ``data`` to a local file or to an object (``gcs.append``: the
+    object is composed with a part holding ``data``, never rewritten whole)."""
     if not is_url(path):
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
+        with open(path, "ab") as f:
+            f.write(data)
         return
     from livt_jax import gcs  # pylint: disable=import-outside-toplevel  (gcs uses this module)
     with storage_errors(path, "a writable location"):
-        gcs.append(path, text.encode("utf-8"))
+        gcs.append(path, data)
+
+
+def append_text(path: str, text: str) -> None:
+    append_bytes(path, text.encode("utf-8"))
 
 
 def save_figure(fig, path: str, **savefig_kwargs) -> None:
