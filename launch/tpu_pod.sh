@@ -90,6 +90,7 @@ QUEUED=0
 AUTOCHECKPOINT=1
 COMMAND=""
 REMOTE_DIR=livt-jax  # relative to the worker's home directory
+# shellcheck disable=SC2088  # the tilde expands on the worker
 REMOTE_PYTHON='~/livt-venv/bin/python'  # made by launch/worker_setup.sh
 
 # autocheckpoint_supported ACCELERATOR: true for the generations whose maintenance

@@ -466,17 +466,24 @@ def source_copy(tmp_path: Path) -> Path:
 def test_worker_setup_makes_a_new_python_environment_beside_an_old_python3(tmp_path):
     """The worker script under a default python3 of 3.10: it finds python3.X >= 3.11 on
     PATH, makes the venv with it and installs livt-jax there. Offline here: pip gets
-    --no-deps --no-index, and the dependencies (jax, ...) come from this environment's
-    site-packages through PYTHONPATH, standing in for what pip would download."""
+    --no-deps --no-index, and jax and its dependencies come from this environment's
+    site-packages (linked into a PYTHONPATH folder, with setuptools for the build), standing
+    in for what pip would download."""
     bin_dir = tmp_path / "bin"
     old_python3(bin_dir)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     (bin_dir / version).symlink_to(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
     home = tmp_path / "home"
     home.mkdir()
-    site = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "jax").exists())
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p, "jax").exists())
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in ("jax", "jaxlib", "ml_dtypes", "numpy", "numpy.libs", "opt_einsum", "scipy",
+                 "scipy.libs", "setuptools", "pkg_resources", "_distutils_hack", "wheel"):
+        if (site / name).exists():
+            (deps / name).symlink_to(site / name)
     env = clean_env(PATH=f"{bin_dir}{os.pathsep}{tool_dir(tmp_path)}", HOME=str(home),
-                    PYTHONPATH=site, LIVT_PIP_ARGS="--no-deps --no-index --no-build-isolation",
+                    PYTHONPATH=str(deps), LIVT_PIP_ARGS="--no-deps --no-index --no-build-isolation",
                     PIP_DISABLE_PIP_VERSION_CHECK="1")
     src = source_copy(tmp_path)
     out = subprocess.run(["bash", "launch/worker_setup.sh", "install"], cwd=src, env=env,
