@@ -17,7 +17,7 @@ TINY = ["--config.model.embed_dim=32", "--config.model.depth=2", "--config.model
         "--config.checkpoint.save_every_steps=10"]
 STEP_LINE = re.compile(r"^finetune step (\d+)/(\d+) epoch (\d+\.\d\d) loss (\d+\.\d{4}) "
                        r"lr (\d\.\d\de[-+]\d\d) img/s (\d+) ETA (\d+):(\d\d):(\d\d)$")
-EVAL_LINE = re.compile(r"^finetune eval step (\d+) epoch (\d+\.\d\d): top-1 (\d+\.\d\d) "
+EVAL_LINE = re.compile(r"^finetune (?:validation|test) step (\d+) epoch (\d+\.\d\d): top-1 (\d+\.\d\d) "
                        r"many (\d+\.\d\d) medium (\d+\.\d\d) few (\d+\.\d\d) top-5 (\d+\.\d\d)$")
 
 
@@ -46,7 +46,7 @@ def test_log_lines_when_stdout_is_a_pipe(tmp_path):
     assert "\r" not in result.stdout + result.stderr  # no progress bar redraws
     lines = result.stdout.splitlines()
     steps = [STEP_LINE.match(line) for line in lines if line.startswith("finetune step ")]
-    evals = [EVAL_LINE.match(line) for line in lines if line.startswith("finetune eval ")]
+    evals = [EVAL_LINE.match(line) for line in lines if re.match(r"finetune (validation|test) step", line)]
     assert steps and all(steps) and evals and all(evals), lines
     total = int(steps[0].group(2))
     logged = [int(m.group(1)) for m in steps]
