@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from livt_jax import paths
+from livt_jax import config_lib, paths
 
 GROUPS = ("many", "medium", "few")
 # In a bucket, metric lines and TensorBoard events are buffered and appended at most
@@ -113,17 +113,11 @@ class MetricWriter:
             self._tb.close()
 
 
-def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     """A nested config as `{'a.b': value}` with TensorBoard hparam types (bool,
     int, float, str; anything else as its text)."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flat_hparams(value, f"{name}."))
-        else:
-            flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
+    return {name: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for name, value in config_lib.flatten(config).items()}
 
 
 class _EventObject:
