@@ -148,7 +148,6 @@ SCHEMA = dict(
     allow_config_change=Key(False, **FREE),  # resume although may_change=False keys differ
     log_every_steps=Key(50, above(0), **FREE),
     stop_after_steps=Key(0, at_least(0), **FREE),  # > 0: checkpoint and stop there
-    num_vis_images=Key(8, at_least(0), **FREE),  # MGP reconstruction grid
     multihost=Key(False, **FREE),  # call jax.distributed.initialize() (pods, SLURM)
     # Left empty, jax detects the cluster (TPU pod, SLURM); set all three elsewhere.
     distributed=dict(
@@ -203,7 +202,8 @@ SCHEMA = dict(
     pretrain=_stage(
         epochs=800.0, batch_size=4096,
         optim=_optim(blr=1.5e-4, min_lr=0.0, warmup_epochs=40.0, b2=0.95, layer_decay=1.0),
-        aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0)),
+        aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0),
+        num_vis_images=Key(8, at_least(0), **FREE)),  # images in reconstructions.png
     # BFT: balanced fine-tuning with Bal-BCE from the MGP encoder.
     finetune=_stage(
         epochs=100.0, batch_size=2048,
