@@ -5,7 +5,8 @@
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
 Errors end the run with one line on stderr: exit status 2 for a usage error
-(a bad flag, an unknown key, a config value that cannot work), 1 for a failure
+(a bad flag, a config file that cannot be loaded, an unknown key, a config value
+that cannot work, a resume that would change what the workdir trains), 1 for a failure
 while running (data, checkpoints, a locked workdir). `--traceback` shows the
 full Python traceback instead. A run stopped by SIGTERM saves a checkpoint and
 exits with status 143 (`preemption.PREEMPTED_EXIT_CODE`); the same command
