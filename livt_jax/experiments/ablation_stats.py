@@ -96,6 +96,22 @@ def ablation_rows(results_dir: str) -> list[dict]:
     return rows
 
 
+def convergence_rows(results_dir: str, epochs: Sequence[int] = (5, 10)) -> list[dict]:
+    """Bal-BCE against Bal-CE and CE early in fine-tuning (IR 100): test top-1 at
+    `epochs`, Welch from the stored per-epoch mean and std over the arms' seeds."""
+    arms = load(results_dir, "ablation_ir100.json")["arms"]
+
+    def at(arm: str, epoch: int) -> tuple[float, float, int]:
+        curve = arms[arm]["curve"]
+        i = curve["epoch"].index(float(epoch))
+        return curve["top1"][i], curve["top1_std"][i], len(arms[arm]["seeds"])
+
+    return [row("IR 100, during fine-tuning", LABELS["bal_bce-mgp-instance"], LABELS[b],
+                f"top1 @ ep {e}", "test, Welch",
+                stats.welch_difference(at("bal_bce-mgp-instance", e), at(b, e)))
+            for e in epochs for b in ("bal_ce-mgp-instance", "ce-mgp-instance")]
+
+
 def tau_rows(results_dir: str) -> list[dict]:
     """τ study: the two losses per τ and each loss's τ sensitivity (validation top-1,
     paired), the balanced rule and the head-share runs (test, Welch)."""
@@ -175,7 +191,8 @@ def short_verdict(r: dict) -> str:
 
 
 def all_rows(results_dir: str) -> list[dict]:
-    return ablation_rows(results_dir) + tau_rows(results_dir) + investigate_rows(results_dir)
+    return (ablation_rows(results_dir) + convergence_rows(results_dir) + tau_rows(results_dir)
+            + investigate_rows(results_dir))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
