@@ -36,9 +36,9 @@ setup(
     entry_points={
         "console_scripts": [
             "livt-train = livt_jax.main:run",
-            "livt-convert = livt_jax.convert:main",
-            "livt-benchmark = livt_jax.benchmark:run",
-            "livt-cache = livt_jax.data.cache:main",
+            "livt-convert = livt_jax.tools.convert:main",
+            "livt-benchmark = livt_jax.tools.benchmark:run",
+            "livt-cache = livt_jax.tools.cache:main",
         ],
     },
     extras_require={

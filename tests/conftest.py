@@ -16,8 +16,8 @@ if "xla_force_host_platform_device_count" not in _flags:
 
 @pytest.fixture(scope="session")
 def gcs_bucket():
-    """`gs://test-bucket` on a fake-gcs-server at 127.0.0.1 (tests/gcs_server.py),
+    """`gs://test-bucket` on a fake-gcs-server at 127.0.0.1 (tests/helpers/gcs_server.py),
     with every GCS client of this process and its subprocesses pointed there."""
-    from tests.gcs_server import fake_gcs_server
+    from tests.helpers.gcs_server import fake_gcs_server
     with fake_gcs_server(buckets=("test-bucket",)):
         yield "gs://test-bucket"

@@ -5,7 +5,8 @@ import jax
 import pytest
 
 from configs import demo
-from livt_jax import benchmark, mesh as mesh_lib, stage as stage_lib, train
+from livt_jax import mesh as mesh_lib, stage as stage_lib, train
+from livt_jax.tools import benchmark
 from tests.test_train import tiny_config
 
 _BUILD_STAGE = stage_lib.build_stage

@@ -6,7 +6,7 @@ import pytest
 
 from configs import demo
 from livt_jax import config_lib
-from livt_jax.data import benchmark as data_benchmark
+from livt_jax.tools import data_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

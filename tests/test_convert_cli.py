@@ -1,4 +1,4 @@
-"""`python -m livt_jax.convert`: timm/MAE .pth/.safetensors <-> orbax params exports."""
+"""`python -m livt_jax.tools.convert`: timm/MAE .pth/.safetensors <-> orbax params exports."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from livt_jax import convert
+from livt_jax.tools import convert
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -309,7 +309,7 @@ def test_export_helpers_restore_onto_a_target(tmp_path):
 
 def test_core_import_has_no_torch_and_cli_help_works():
     code = (
-        "import sys, livt_jax.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
+        "import sys, livt_jax.tools.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
         "c.build_parser().parse_args(['to-jax', '-h'])"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from livt_jax import convert
+from livt_jax.tools import convert
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")

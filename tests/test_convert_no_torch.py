@@ -26,7 +26,7 @@ _SCRIPT = textwrap.dedent("""
         pass
 
     import jax, numpy as np
-    from livt_jax import convert
+    from livt_jax.tools import convert
 
     workdir = sys.argv[1]
     tiny = dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from livt_jax.data import cache, pipeline
+from livt_jax.data import pipeline
+from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, SplitListSource
 from tests.test_data_sources import data_config, image_folder  # noqa: F401  (fixture)
 

@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from livt_jax.data import augment, device_augment, pipeline
+from livt_jax.data import augment, pipeline
+from livt_jax.step import device_augment
 from livt_jax.data.sources import ArraySource, LabelledSource
 from tests.test_data_augment import smooth_images, torchvision_crop_box
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livt_jax import device_bench
+from livt_jax.tools import device_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
@@ -105,7 +105,7 @@ def test_stage_config_levers():
 
 
 def test_full_size_is_the_anchors_vit_b_and_mae_b():
-    from livt_jax import benchmark
+    from livt_jax.tools import benchmark
 
     config = device_bench.stage_config("full")
     assert (config.model.variant, config.data.image_size, config.data.in_chans) == ("B", 224, 3)
@@ -135,7 +135,7 @@ def test_child_marks_a_non_finite_loss_failed(tmp_path, monkeypatch):
 
 def test_torch_mae_patchify_matches_ours():
     torch = pytest.importorskip("torch")
-    from livt_jax import torch_reference
+    from livt_jax.tools import torch_reference
     from livt_jax.models import mae
 
     config = device_bench.stage_config("tiny")
@@ -149,7 +149,7 @@ def test_torch_mae_patchify_matches_ours():
 @pytest.mark.parametrize("stage", ["finetune", "pretrain"])
 def test_torch_reference_step_runs(stage):
     pytest.importorskip("timm")
-    from livt_jax import torch_reference
+    from livt_jax.tools import torch_reference
 
     row = torch_reference.benchmark_stage(device_bench.stage_config("tiny"), stage, batch=4,
                                           steps=1, warmup=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from livt_jax import device_bench
+from livt_jax.tools import device_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from livt_jax import mesh as mesh_lib
-from livt_jax.data import augment, device_augment, device_randaugment as dra, randaugment
+from livt_jax.data import augment, randaugment
+from livt_jax.step import device_augment, device_randaugment as dra
 from tests.test_data_augment import smooth_images
 
 KEY = jax.random.key(0)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livt_jax import checkpoint, convert, paths, train
+from livt_jax import checkpoint, paths, train
+from livt_jax.tools import convert
 from livt_jax.models import factory
 from livt_jax.data import animal_mnist
 from tests.test_train import tiny_config

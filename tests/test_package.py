@@ -26,7 +26,7 @@ REPO_ONLY = {"configs"}
 HEAVY = ("torch", "tensorflow", "timm")
 # Modules that are PyTorch code by nature (the timm reference the benchmarks time):
 # they need the `torch` extra at import, and the rest of the package imports them lazily.
-TORCH_MODULES = {"livt_jax.torch_reference"}
+TORCH_MODULES = {"livt_jax.tools.torch_reference"}
 COMMANDS = {  # console command -> text its --help must show
     "livt-train": ["livt-train --config", "--workdir"],
     "livt-convert": ["usage: livt-convert", "to-jax", "to-torch"],
@@ -64,7 +64,7 @@ def _source_modules() -> set[str]:
 
 
 def test_every_module_imports_from_the_installed_copy(installed, tmp_path):
-    # livt_jax.main and livt_jax.benchmark both define --config: import main on its own.
+    # livt_jax.main and livt_jax.tools.benchmark both define --config: import main on its own.
     code = """
 import importlib, pkgutil, sys, livt_jax
 assert livt_jax.__file__.startswith(sys.argv[1]), livt_jax.__file__

@@ -1,6 +1,6 @@
 """Train-step speed: `livt-benchmark [--config ...] [--compare_torch]`.
 
-`python -m livt_jax.benchmark` is the same command.
+`python -m livt_jax.tools.benchmark` is the same command.
 
 Times the project's real jitted train step (`stage.build_stage`, the one
 `train.run_stage` runs: model, loss, Mixup/CutMix on device, AdamW with
@@ -174,7 +174,7 @@ def analytic_train_flops(config, stage: str, num_classes: int) -> float:
 
 def torch_reference(config, batch: int, steps: int, warmup: int) -> dict:
     """The release's path: timm ViT, eager, bf16 autocast, AdamW (BFT stage only)."""
-    from livt_jax import torch_reference as reference  # pylint: disable=import-outside-toplevel
+    from livt_jax.tools import torch_reference as reference  # pylint: disable=import-outside-toplevel
 
     row = reference.benchmark_stage(config, "finetune", batch, steps, warmup)
     return {**row, "stage": "finetune (torch eager)",

@@ -20,7 +20,7 @@ Command line (``livt-convert``; ``.safetensors`` needs no torch, ``.pth`` the ``
   livt-convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
       [--img-size N (MAE only)] [--force]
 
-``python -m livt_jax.convert`` is the same command.
+``python -m livt_jax.tools.convert`` is the same command.
 
 ``to-jax`` reads a LiVT/MAE release file (``{'model': state_dict, ...}``), a bare
 timm state dict, or a ``.safetensors`` file. ``--kind`` defaults to ``mae`` when
@@ -427,11 +427,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``livt-convert`` (= ``python -m livt_jax.convert``) argument parser."""
+    """The ``livt-convert`` (= ``python -m livt_jax.tools.convert``) argument parser."""
     parser = argparse.ArgumentParser(
         prog="livt-convert",
         description="Convert LiVT/MAE/timm PyTorch checkpoints to and from livt-jax "
-        "params exports (also run as `python -m livt_jax.convert`). .safetensors files "
+        "params exports (also run as `python -m livt_jax.tools.convert`). .safetensors files "
         "need no torch; .pth files need the torch extra.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

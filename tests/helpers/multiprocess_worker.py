@@ -1,6 +1,6 @@
 """One process of a multi-process tiny run on localhost (started by test_multiprocess).
 
-    python tests/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
+    python tests/helpers/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
 
 JOB `validate` scores the params export in WORKDIR/export on the validation
 set. JOB `train` trains `tests.test_train.tiny_config()` (BFT stage, the
@@ -20,7 +20,7 @@ import sys
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def restored_state(workdir: str):
