@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -44,9 +43,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from livt_jax.tools import benchmark
-from livt_jax.config_lib import stage_image_size
+from livt_jax.config_lib import load_config_file, stage_image_size
 from livt_jax.models import factory
+from livt_jax.tools import benchmark
 
 # budget_s: seconds for all sections of a run (the kit's 8 minutes on one H100, less the
 # install; the tiny rehearsal is sized for a slow shared CPU).
@@ -84,7 +83,7 @@ class Section:
 def stage_config(size: str, lever: str = "default"):
     """The size's config with bf16 compute and ``lever`` switched on."""
     spec = SIZES[size]
-    config = importlib.import_module(f"configs.{spec['config']}").get_config()
+    config = load_config_file(spec["config"], lock=False)
     config.model.update(spec["model"])
     config.model.dtype = "bfloat16"
     if lever == "cudnn":
