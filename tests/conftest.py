@@ -1,4 +1,7 @@
-"""Test set-up: 8 fake CPU devices so sharding is exercised without accelerators."""
+"""Test set-up: 8 fake CPU devices so sharding is exercised without accelerators.
+
+Plain helpers that several tests and the worker scripts share are in tests/helpers/common.py
+(importing this file would set the fake devices in a worker too)."""
 
 import os
 import sys

@@ -22,6 +22,8 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
+pytestmark = pytest.mark.torch
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
 NUM_CLASSES = 5
@@ -309,6 +311,7 @@ def test_export_helpers_restore_onto_a_target(tmp_path):
         checkpoint.load_params_export(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_core_import_has_no_torch_and_cli_help_works():
     code = (
         "import sys, livt_jax.tools.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "

@@ -8,6 +8,8 @@ import pytest
 
 from livt_jax.tools import convert
 
+pytestmark = pytest.mark.torch
+
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 

@@ -12,7 +12,7 @@ import pytest
 from livt_jax.data import augment, pipeline
 from livt_jax.step import device_augment
 from livt_jax.data.sources import ArraySource, LabelledSource
-from tests.test_data_augment import smooth_images, torchvision_crop_box
+from tests.helpers.common import smooth_images, torchvision_crop_box
 
 KEY = jax.random.key(0)
 # Jitted once per static configuration: far faster on CPU than op-by-op dispatch.

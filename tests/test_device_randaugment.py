@@ -10,7 +10,7 @@ import pytest
 from livt_jax import mesh as mesh_lib
 from livt_jax.data import augment, randaugment
 from livt_jax.step import device_augment, device_randaugment as dra
-from tests.test_data_augment import smooth_images
+from tests.helpers.common import smooth_images
 
 KEY = jax.random.key(0)
 apply_op = jax.jit(dra.apply_op)

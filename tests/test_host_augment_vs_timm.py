@@ -50,6 +50,7 @@ def posterize_op(transform):
     return op
 
 
+@pytest.mark.torch
 def test_timm_transform_copes_with_zero_bits():
     pytest.importorskip("timm")
     from timm.data import create_transform
@@ -69,6 +70,8 @@ def test_timm_transform_copes_with_zero_bits():
             stock(image)
 
 
+@pytest.mark.torch
+@pytest.mark.slow
 def test_data_benchmark_side_by_side_with_timm():
     pytest.importorskip("timm")
     out = subprocess.run(

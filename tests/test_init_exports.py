@@ -8,7 +8,7 @@ import pytest
 
 from livt_jax import checkpoint, stage, train
 from livt_jax.models import factory
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
 def random_params(model, seed):

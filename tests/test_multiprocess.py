@@ -20,7 +20,9 @@ from livt_jax.config_lib import stage_image_size
 from livt_jax.experiments import validation
 from livt_jax.models import factory
 from tests.helpers.multiprocess_worker import restored_state
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_SECONDS = 60  # a SIGTERMed pair must have exited within this

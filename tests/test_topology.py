@@ -14,6 +14,8 @@ import pytest
 from livt_jax import checkpoint, train
 from tests.helpers.topology_worker import finetune_config, flat_params, read_everything
 
+pytestmark = [pytest.mark.e2e, pytest.mark.torch]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -68,6 +68,7 @@ def _main(args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.e2e
 def test_two_trainings_in_one_workdir_the_second_exits_1_and_changes_nothing(tmp_path):
     workdir = tmp_path / "run"
     holder = subprocess.Popen(

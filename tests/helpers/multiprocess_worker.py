@@ -43,7 +43,7 @@ def restored_state(workdir: str):
 
 def validate(process_id: int, workdir: str) -> None:
     from livt_jax.experiments import validation
-    from tests.test_train import tiny_config
+    from tests.helpers.common import tiny_config
 
     config = tiny_config()
     source = validation.validation_source(config)
@@ -64,7 +64,7 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, job: str,
     from jax.experimental import multihost_utils
 
     from livt_jax import main as main_lib, train
-    from tests.test_train import tiny_config
+    from tests.helpers.common import tiny_config
 
     config = tiny_config()
     config.stage = "finetune"

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from livt_jax import checkpoint, train  # noqa: E402
 from livt_jax.tools import convert  # noqa: E402
-from tests.test_train import tiny_config  # noqa: E402
+from tests.helpers.common import tiny_config  # noqa: E402
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
