@@ -1,4 +1,5 @@
-"""Restore falls back from a corrupt latest checkpoint to the newest intact one (issue #13)."""
+"""Restore falls back from a corrupt latest checkpoint to the newest intact one; with none
+intact, one clear error."""
 
 import logging
 import os

@@ -1,4 +1,5 @@
-"""The command line's errors: one line, exit 2 for usage, 1 for runtime failures (issue #13)."""
+"""The command line's errors: one line, exit 2 for usage, 1 for runtime failures, the full
+traceback only with --traceback."""
 
 import os
 import subprocess

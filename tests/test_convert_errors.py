@@ -1,4 +1,5 @@
-"""`convert to-jax` on files that are no checkpoint: one line naming a corrupt file (issue #13)."""
+"""`livt-convert to-jax` on files that are no checkpoint: exit 2 and one line naming the
+corrupt file."""
 
 import re
 import zipfile

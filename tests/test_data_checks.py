@@ -1,4 +1,5 @@
-"""Data validated when a source opens, and an atomic cache with a manifest (issue #13)."""
+"""Data validated when a source opens (labels in range, classes not emptied by subsampling,
+undecodable images stopped or skipped), and a cache built atomically with a manifest."""
 
 import json
 import logging

@@ -1,4 +1,5 @@
-"""One run per workdir (issue #13, case 3): a lock naming its holder, stale locks taken over."""
+"""One run per workdir: a second run is refused naming the lock's holder, a lock of a dead
+process (or one whose heartbeat is old) is taken over, and the lock goes when the run ends."""
 
 import json
 import os
