@@ -236,6 +236,7 @@ def test_loader_rejects_mixed_sizes_naming_them():
     assert batch["image"].shape == (6, 8, 8, 3) and batch["image"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_wrap_loss_fn_augments_the_batch_before_the_loss():
     data, aug = transform_config("mgp")
     view = ml_collections.ConfigDict({"data": data, "aug": aug})

@@ -116,6 +116,7 @@ def test_full_size_is_the_anchors_vit_b_and_mae_b():
     assert device_bench.SIZES["full"]["batch"] == 256
 
 
+@pytest.mark.slow
 def test_attention_check_on_cpu_passes_and_measures_the_bf16_band():
     result = device_bench.attention_section("tiny", batch=4)
     assert result["passed"] and result["tokens"] == 50 and result["padded_to"] == 64

@@ -145,6 +145,7 @@ def bft_config(**aug):
     return data, ml_collections.ConfigDict(settings)
 
 
+@pytest.mark.slow
 def test_transform_applies_rand_augment_after_the_crop():
     data, aug = bft_config(scale_min=1.0, hflip=False, random_erasing_prob=0.0)
     images = jnp.asarray(smooth_images(8, 12, 12, 3))  # crop = the whole image: rounding gives it back
@@ -156,6 +157,7 @@ def test_transform_applies_rand_augment_after_the_crop():
     assert not np.allclose(np.asarray(out), np.asarray(device_augment.normalize(images, data.mean, data.std)))
 
 
+@pytest.mark.slow
 def test_transform_is_keyed_and_independent_of_the_batch_sharding():
     """Sharded over 8 devices, as the train step shards the batch: the same images as on one."""
     data, aug = bft_config()

@@ -13,6 +13,7 @@ from livt_jax.models import factory
 from tests.helpers.common import tiny_config
 
 
+@pytest.mark.slow
 def test_evaluator_scores_every_image_once_like_a_direct_forward_pass():
     config = tiny_config()
     rng = np.random.default_rng(0)
