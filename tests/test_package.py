@@ -144,4 +144,4 @@ def test_installed_package_ships_the_dataset_configs(installed, tmp_path):
             "print('LOADED', c.data.name, c.data.imbalance_ratio, *config_lib.shipped_configs())")
     out = _run([sys.executable, "-c", code, str(installed)], installed, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "LOADED cifar100 50.0 cifar_lt demo imagenet_lt inat18 places_lt" in out.stdout
+    assert "LOADED cifar100 50.0 cifar10_lt cifar_lt demo imagenet_lt inat18 places_lt" in out.stdout
