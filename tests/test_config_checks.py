@@ -1,4 +1,5 @@
-"""Config values checked for meaning before anything runs (issue #13, case 4 and the bullets)."""
+"""Config values checked for meaning before anything runs: each bad value is refused naming
+its key, every problem is listed in one error, BFT's errors are found before MGP trains."""
 
 import pytest
 

@@ -8,27 +8,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from livt_jax.data import augment, pipeline, randaugment
+from tests.helpers.common import smooth_images, torchvision_crop_box
 
 RNG = np.random.default_rng(0)
-
-
-def smooth_images(n, h, w, c=3, seed=0):
-    """uint8 images with structure (upsampled noise), so ops have something to act on."""
-    small = np.random.default_rng(seed).integers(0, 256, (n, max(h // 4, 1), max(w // 4, 1), c), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(im.squeeze(-1) if c == 1 else im).resize((w, h), Image.BILINEAR))
-                     .reshape(h, w, c) for im in small])
-
-
-def torchvision_crop_box(rng, height, width, scale, ratio=(3 / 4, 4 / 3)):
-    """torchvision's RandomResizedCrop.get_params, one image, written plainly."""
-    area = height * width
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
-    return None
 
 
 def test_crop_boxes_follow_torchvision_distribution():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from livt_jax.data import benchmark
+from livt_jax.tools import data_benchmark as benchmark
 
 
 def test_benchmark_table(capsys):

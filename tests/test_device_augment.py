@@ -9,9 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from livt_jax.data import augment, device_augment, pipeline
+from livt_jax.data import augment, pipeline
+from livt_jax.step import device_augment
 from livt_jax.data.sources import ArraySource, LabelledSource
-from tests.test_data_augment import smooth_images, torchvision_crop_box
+from tests.helpers.common import smooth_images, torchvision_crop_box
 
 KEY = jax.random.key(0)
 # Jitted once per static configuration: far faster on CPU than op-by-op dispatch.
@@ -235,6 +236,7 @@ def test_loader_rejects_mixed_sizes_naming_them():
     assert batch["image"].shape == (6, 8, 8, 3) and batch["image"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_wrap_loss_fn_augments_the_batch_before_the_loss():
     data, aug = transform_config("mgp")
     view = ml_collections.ConfigDict({"data": data, "aug": aug})

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from livt_jax import mesh as mesh_lib
-from livt_jax.data import augment, device_augment, device_randaugment as dra, randaugment
-from tests.test_data_augment import smooth_images
+from livt_jax.data import augment, randaugment
+from livt_jax.step import device_augment, device_randaugment as dra
+from tests.helpers.common import smooth_images
 
 KEY = jax.random.key(0)
 apply_op = jax.jit(dra.apply_op)
@@ -144,6 +145,7 @@ def bft_config(**aug):
     return data, ml_collections.ConfigDict(settings)
 
 
+@pytest.mark.slow
 def test_transform_applies_rand_augment_after_the_crop():
     data, aug = bft_config(scale_min=1.0, hflip=False, random_erasing_prob=0.0)
     images = jnp.asarray(smooth_images(8, 12, 12, 3))  # crop = the whole image: rounding gives it back
@@ -155,6 +157,7 @@ def test_transform_applies_rand_augment_after_the_crop():
     assert not np.allclose(np.asarray(out), np.asarray(device_augment.normalize(images, data.mean, data.std)))
 
 
+@pytest.mark.slow
 def test_transform_is_keyed_and_independent_of_the_batch_sharding():
     """Sharded over 8 devices, as the train step shards the batch: the same images as on one."""
     data, aug = bft_config()

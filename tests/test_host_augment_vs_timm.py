@@ -50,6 +50,7 @@ def posterize_op(transform):
     return op
 
 
+@pytest.mark.torch
 def test_timm_transform_copes_with_zero_bits():
     pytest.importorskip("timm")
     from timm.data import create_transform
@@ -69,10 +70,12 @@ def test_timm_transform_copes_with_zero_bits():
             stock(image)
 
 
+@pytest.mark.torch
+@pytest.mark.slow
 def test_data_benchmark_side_by_side_with_timm():
     pytest.importorskip("timm")
     out = subprocess.run(
-        [sys.executable, "-m", "livt_jax.data.benchmark", "--synthetic", "24,40", "--image-size", "32",
+        [sys.executable, "-m", "livt_jax.tools.data_benchmark", "--synthetic", "24,40", "--image-size", "32",
          "--batch-size", "4", "--steps", "2", "--kinds", "bft", "--vs-timm"],
         capture_output=True, text=True, cwd=ROOT, timeout=300, check=True).stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines()}
@@ -83,7 +86,7 @@ def test_data_benchmark_side_by_side_with_timm():
 
 
 def test_vs_timm_needs_synthetic_images():
-    from livt_jax.data import benchmark
+    from livt_jax.tools import data_benchmark as benchmark
 
     with pytest.raises(SystemExit):
         benchmark.main(["--source", "animal_mnist", "--vs-timm"])

@@ -266,7 +266,7 @@ def _same_size_images(images: augment.Images, expected: tuple, source) -> np.nda
         raise ValueError(
             f"data.device_augment=True needs training images of one size, but source {source!r} "
             f"has images of sizes {shapes} (H, W, C). Build a fixed-size cache (python -m "
-            f"livt_jax.data.cache ... --resize-shorter R, then data.source='cache') or set "
+            f"livt_jax.tools.cache ... --resize-shorter R, then data.source='cache') or set "
             f"data.device_augment=False.")
     return images if isinstance(images, np.ndarray) else np.stack(images)
 # --- device_augment (end)

@@ -2,10 +2,10 @@
 
 Usage::
 
-  python -m livt_jax.data.benchmark --config configs/demo.py --stage finetune
-  python -m livt_jax.data.benchmark --source animal_mnist --image-size 28 --in-chans 1
-  python -m livt_jax.data.benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
-  python -m livt_jax.data.benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
+  python -m livt_jax.tools.data_benchmark --config configs/demo.py --stage finetune
+  python -m livt_jax.tools.data_benchmark --source animal_mnist --image-size 28 --in-chans 1
+  python -m livt_jax.tools.data_benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
+  python -m livt_jax.tools.data_benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
 
 ``--synthetic N,R`` writes N random R x R RGB images into a temporary cache
 folder and reads them back memory-mapped, as a stand-in for a cached large
@@ -19,7 +19,7 @@ jobs on a shared machine), and adds the release's timm transform on the same
 images (``timm_transform.py``), one PIL image at a time, and the ratio of our
 BFT rate to timm's::
 
-  python -m livt_jax.data.benchmark --synthetic 600,256 --image-size 224 --batch-size 128 \
+  python -m livt_jax.tools.data_benchmark --synthetic 600,256 --image-size 224 --batch-size 128 \
       --steps 4 --kinds bft --vs-timm
 """
 

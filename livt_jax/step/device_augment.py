@@ -48,7 +48,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from livt_jax.data import device_randaugment
+from livt_jax.step import device_randaugment
 from livt_jax.data.augment import ATTEMPTS, AUG_KINDS, ERASE_AREA, ERASE_LOG_RATIO, LUMA, RRC_RATIO
 
 METHODS = ("bicubic", "linear")
