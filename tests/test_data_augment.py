@@ -171,7 +171,7 @@ def config(kind, image_size=16, in_chans=3):
     return ml_collections.ConfigDict(dict(
         data=dict(image_size=image_size, in_chans=in_chans, mean=(0.5,) * in_chans, std=(0.25,) * in_chans),
         aug=dict(kind=kind, scale_min=0.2 if kind == "mgp" else 0.08, hflip=True, randaug_num_ops=2,
-                 randaug_magnitude=9, randaug_magnitude_std=0.5, random_erasing_prob=0.25,
+                 randaug_magnitude=9, randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
                  eval_crop_pct=0.875)))
 
 

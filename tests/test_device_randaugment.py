@@ -139,7 +139,7 @@ def bft_config(**aug):
     data = ml_collections.ConfigDict(dict(image_size=12, in_chans=3, mean=(0.5, 0.4, 0.3),
                                           std=(0.25, 0.25, 0.25), device_augment=True))
     settings = dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-                    randaug_magnitude_std=0.5, random_erasing_prob=0.25)
+                    randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25)
     settings.update(aug)
     return data, ml_collections.ConfigDict(settings)
 

@@ -141,24 +141,24 @@ def brightness_increasing(x, level, sign, fill):
     return _blend(np.zeros((), np.float32), x, _enhance_factor(level, sign))
 
 
-def smooth(x: np.ndarray) -> np.ndarray:
-    """Pillow's SMOOTH filter on float32 (n, H, W, C) grey levels, as its C loop sums it:
-    ``0.5 +`` the rows below, at and above (each left to right) in float32, truncated;
-    border pixels unchanged."""
+def smooth_inner(x):
+    """Pillow's SMOOTH filter before truncation, on the inner pixels of float32 (n, H, W, C)
+    grey levels (numpy or jax): ``0.5 +`` the rows below, at and above, each summed left to
+    right in float32, as Pillow's C loop does. Returns (n, H - 2, W - 2, C)."""
     _, h, w, _ = x.shape
     total = np.float32(0.5)
     for i in (2, 1, 0):  # Pillow starts at the row below
         window = x[:, i:h - 2 + i]
         total = total + (window[:, :, :w - 2] * SMOOTH[i, 0] + window[:, :, 1:w - 1] * SMOOTH[i, 1]
                          + window[:, :, 2:] * SMOOTH[i, 2])
-    out = x.copy()
-    out[:, 1:-1, 1:-1] = np.floor(np.clip(total, 0, 255))
-    return out
+    return total
 
 
 def sharpness_increasing(x, level, sign, fill):
-    """Blend with Pillow's SMOOTH filter (3x3, border pixels unchanged)."""
-    return _blend(smooth(x.astype(np.float32)), x, _enhance_factor(level, sign))
+    """Blend with Pillow's SMOOTH filter (3x3, truncated; border pixels unchanged)."""
+    smooth = x.astype(np.float32)
+    smooth[:, 1:-1, 1:-1] = np.floor(np.clip(smooth_inner(smooth), 0, 255))
+    return _blend(smooth, x, _enhance_factor(level, sign))
 
 
 # ----------------------------------------------------------------------------- geometric ops
