@@ -126,6 +126,8 @@ def _aug(**defaults) -> dict[str, Key]:
         randaug_num_ops=Key(2, at_least(0)),
         randaug_magnitude=Key(9, at_least(0)),
         randaug_magnitude_std=Key(0.5, at_least(0)),
+        # of RandAugment's geometric ops: 'bicubic' (the release's timm transform) or 'bilinear'
+        interpolation=Key("bicubic", one_of(names_in="data.randaugment.INTERPOLATIONS")),
         random_erasing_prob=Key(0.25, Interval("[0, 1]")),
         eval_crop_pct=Key(0.875, Interval("(0, 1]")),  # eval: resize to S / pct, crop S
     ), defaults)
@@ -289,13 +291,39 @@ class ConfigFileError(ValueError):
     """A config file that cannot be loaded; the message is one line."""
 
 
+def config_dir() -> str:
+    """The folder of the shipped dataset configs: `livt_jax/configs` in an installed
+    package, the top-level `configs/` beside `livt_jax/` in a checkout or an editable install."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "configs")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "configs")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped dataset configs (`demo`, `cifar_lt`, ...)."""
+    return sorted(name[:-3] for name in os.listdir(config_dir())
+                  if name.endswith(".py") and not name.startswith("_"))
+
+
+def resolve_config_spec(spec: str) -> str:
+    """`PATH[:ARG]`, or `NAME[:ARG]` of a shipped config (`cifar_lt:cifar10,100`), as
+    `PATH[:ARG]`; a spec that is neither comes back unchanged (the loader reports it)."""
+    path, sep, arg = spec.partition(":")
+    shipped = os.path.join(config_dir(), f"{path}.py")
+    if not os.path.isfile(path) and path in shipped_configs():
+        return f"{shipped}{sep}{arg}"
+    return spec
+
+
 def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
-    """`PATH[:ARG]` -> the file's `get_config(ARG)` (locked: a new key is an error).
-    Raises ConfigFileError naming the file and what is wrong with it."""
-    path, has_arg, arg = spec.partition(":")
+    """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` -> the file's `get_config(ARG)`
+    (locked: a new key is an error). Raises ConfigFileError naming the file and what
+    is wrong with it, in one line."""
+    path, has_arg, arg = resolve_config_spec(spec).partition(":")
     if not os.path.isfile(path):
         where = "" if os.path.isabs(path) else f" in the working directory {os.getcwd()}"
-        raise ConfigFileError(f"config file {path!r} not found{where}")
+        raise ConfigFileError(f"config file {path!r} not found{where}; expected a file or a "
+                              f"shipped config: {', '.join(shipped_configs())}")
     module_spec = importlib.util.spec_from_file_location("livt_config_file", path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module  # as an import does (dataclasses look their module up)
@@ -333,12 +361,14 @@ class _FileParser(config_flags.ConfigFileFlagParser):
         return load_config_file(path, lock=self._lock_config)
 
 
-def define_config_flag(help_string: str, default: Optional[str] = None) -> flags.FlagHolder:
-    """`--config PATH[:ARG]` with `--config.KEY=VALUE` overrides, for absl programs.
-    A file given on the command line that cannot be loaded is a
+def define_config_flag(default: str | None, help_string: str) -> flags.FlagHolder:
+    """The absl `--config NAME|PATH[:ARG]` flag (with `--config.KEY=VALUE` overrides),
+    loaded and locked by `load_config_file`. A config that cannot be loaded is a
     `flags.IllegalFlagValueError` caused by the `ConfigFileError` (`config_file_error`)."""
-    holder = config_flags.DEFINE_config_file("config", default, help_string, lock_config=True)
-    flags.FLAGS["config"].parser = _FileParser("config", lock_config=True)
+    holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+    flags.FLAGS[holder.name].parser = _FileParser(holder.name, lock_config=True)
+    if default is not None:
+        flags.FLAGS.set_default(holder.name, default)
     return holder
 
 
