@@ -280,8 +280,8 @@ def _defaults(section: dict) -> dict:
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """Every key at its default: ViT-B/16 LiVT at 224 px with the release's logged
-    hyper-parameters (SPEC §3)."""
+    """Every key at its default: ViT-B/16 LiVT at 224 px with the hyper-parameters of the
+    LiVT release's logged runs."""
     return ml_collections.ConfigDict(_defaults(SCHEMA))
 
 
