@@ -37,7 +37,8 @@ STAGE_SECTIONS = {"pretrain": ("pretrain",), "finetune": ("finetune",), "eval": 
 # Dotted keys (a section name covers all its keys) that may differ on resume.
 HARMLESS = (
     "allow_config_change", "log_every_steps", "stop_after_steps", "num_vis_images",
-    "checkpoint", "eval.batch_size", "eval.params_from", "finetune.eval_every_epochs",
+    "checkpoint", "eval.batch_size", "eval.params_from", "eval.save_logits",
+    "finetune.eval_every_epochs",
     "data.worker_count", "data.data_dir",  # the same data, read by other workers / elsewhere
     "multihost", "distributed", "mesh",  # the topology
     "model.attention", "model.pad_tokens_to",  # kernels computing the same function

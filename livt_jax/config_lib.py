@@ -73,7 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
                                              switch_prob=0.5, prob=1.0)),
         optim=_optim(), aug=_aug(), eval_every_epochs=1.0))
 
-    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from=""))
+    # save_logits: the eval stage also writes WORKDIR/eval_logits.npz (per-image logits, labels,
+    # training counts) for `livt-adjust`.
+    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from="", save_logits=False))
     c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))
     c.log_every_steps = 50
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
@@ -91,6 +93,18 @@ def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path!r} not found (from {spec!r})")
     return config_flags.ConfigFileFlagParser("config", lock_config=lock).parse(spec)
+
+
+def command_line_overrides() -> frozenset[str]:
+    """The dotted keys this process's `--config.KEY=VALUE` flags set (empty when no
+    absl `--config` flag was parsed, e.g. when called from Python)."""
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+        return frozenset()
+    try:
+        return frozenset(config_flags.get_override_values(flags.FLAGS["config"]))
+    except TypeError:  # a --config flag of another kind
+        return frozenset()
 
 
 def stage_image_size(config: ml_collections.ConfigDict, stage: str) -> int:

@@ -171,6 +171,28 @@ def write_text(path: str, text: str) -> None:
         epath.Path(path).write_text(text, encoding="utf-8")
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    """``write_text`` that a reader never sees half done: a local file is written
+    beside ``path`` and renamed over it; an object is written in one request."""
+    if is_url(path):
+        write_text(path, text)
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def find_files(path: str) -> list[str]:
+    """Every file under a local folder or URL prefix, recursively, sorted."""
+    if not is_url(path):
+        found = (os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+        return sorted(found)
+    with storage_errors(path, "a folder"):
+        scheme = path.partition("://")[0]
+        return sorted(f"{scheme}://{p}" for p in _filesystem(path).find(path))
+
+
 def append_text(path: str, text: str) -> None:
     """Appends ``text`` to a local file, or rewrites the object with ``text`` added."""
     if not is_url(path):

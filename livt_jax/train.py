@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, paths,
-                      preemption, profiling, report, stage as stage_lib, workdir_lock)
+from livt_jax import (checkpoint, config_checks, config_guard, description, mesh as mesh_lib,
+                      paths, preemption, profiling, report, stage as stage_lib, workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
@@ -91,6 +91,8 @@ class _EvalTracker:
 def run_stage(config, workdir: str, stage: str) -> dict:
     """Trains one stage ('pretrain' or 'finetune') in `workdir`; returns its summary."""
     paths.makedirs(workdir)
+    if stage == "finetune":
+        config = stage_lib.with_init_description(config)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_lib.check_stage_batch(config, stage, mesh)
     if report.is_writer():
@@ -168,6 +170,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
 
     export_dir = paths.join(workdir, "export")
     checkpoint.save_params_export(export_dir, state.params)
+    if report.is_writer():
+        description.write(export_dir, description.describe(config, stage, train_source))
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
         write_reconstructions(config, data_cfg, workdir, built.model, state.params, eval_source)
