@@ -39,6 +39,8 @@ setup(
             "livt-convert = livt_jax.convert:main",
             "livt-benchmark = livt_jax.benchmark:run",
             "livt-cache = livt_jax.data.cache:main",
+            "livt-predict = livt_jax.predict:main",
+            "livt-adjust = livt_jax.adjust:main",
         ],
     },
     extras_require={

@@ -39,6 +39,13 @@ def scalar_metrics(result: dict) -> dict:
     return {k: v for k, v in result.items() if np.ndim(v) == 0}
 
 
+def logits_fn(model, mesh: Mesh, params_shardings: Any):
+    """jitted `(params, images (B, S, S, C)) -> logits (B, C)`, the batch sharded over `mesh`."""
+    return jax.jit(lambda params, images: model.apply({"params": params}, images, train=False),
+                   in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=mesh_lib.batch_sharding(mesh))
+
+
 class Evaluator:
     """Scores a classifier's params on `source`: `run(params) -> metrics dict`.
 
@@ -62,10 +69,7 @@ class Evaluator:
         self.loader = pipeline.make_eval_loader(
             data_cfg, source, batch_size=batch_size // jax.process_count(),
             shard_index=jax.process_index(), shard_count=jax.process_count())
-        self._logits = jax.jit(
-            lambda params, images: model.apply({"params": params}, images, train=False),
-            in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh)),
-            out_shardings=mesh_lib.batch_sharding(mesh))
+        self._logits = logits_fn(model, mesh, params_shardings)
 
     @classmethod
     def for_config(cls, config: ml_collections.ConfigDict, mesh: Mesh, source=None

@@ -53,6 +53,11 @@ def basename(path: str) -> str:
     return os.path.basename(os.path.normpath(path)) if not is_url(path) else epath.Path(path).name
 
 
+def dirname(path: str) -> str:
+    """The folder (or URL prefix) holding ``path``; local paths come back absolute."""
+    return os.fspath(epath.Path(path).parent) if is_url(path) else os.path.dirname(resolve(path))
+
+
 def bucket_of(url: str) -> str:
     """``gs://bucket/a/b`` -> ``gs://bucket``."""
     scheme, _, rest = url.partition("://")
