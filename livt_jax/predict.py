@@ -243,8 +243,8 @@ def _keep_decoded(results: list, bad_images: str
 def predict(args: argparse.Namespace, started: float) -> dict:
     """Runs the command; returns counts and timings (also printed on stderr)."""
     output = Output(args.out)  # a bad --out fails before the model loads
-    image_paths = list_images(args.inputs, args.root)
     predictor = Predictor(args.export, args.batch_size)
+    image_paths = list_images(args.inputs, args.root)
     k = min(args.top_k, len(predictor.class_names))
     if output.fmt == ".csv":
         output.write(csv_header(k))
