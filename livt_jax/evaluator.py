@@ -72,12 +72,14 @@ class Evaluator:
         self._logits = logits_fn(model, mesh, params_shardings)
 
     @classmethod
-    def for_config(cls, config: ml_collections.ConfigDict, mesh: Mesh, source=None
-                   ) -> "Evaluator":
+    def for_config(cls, config: ml_collections.ConfigDict, mesh: Mesh, source=None,
+                   splits: Optional[pipeline.Splits] = None) -> "Evaluator":
         """The BFT classifier of `config` scored on `source` (default: the eval split),
-        at the finetune stage's image size, with `config.eval.batch_size`."""
+        at the finetune stage's image size, with `config.eval.batch_size`. `splits`
+        are the config's data when already loaded."""
         data_cfg = stage_data_config(config, "finetune")
-        train_source, eval_source = pipeline.load_sources(data_cfg.data)
+        splits = splits or pipeline.load_sources(data_cfg.data)
+        train_source, eval_source = splits.train, splits.test
         model = factory.build_vit(config, len(train_source.class_counts),
                                   stage_image_size(config, "finetune"), drop_path=0.0)
         return cls(model, data_cfg, eval_source if source is None else source, train_source,
@@ -142,7 +144,7 @@ def config_for_export(config: ml_collections.ConfigDict, export: str) -> ml_coll
                              source=export)
 
 
-LOGITS_FILE = "eval_logits.npz"
+LOGITS_FILE, VAL_LOGITS_FILE = "eval_logits.npz", "eval_val_logits.npz"
 
 
 def save_logits(path: str, logits: np.ndarray, labels: np.ndarray, train_counts: np.ndarray,
@@ -156,28 +158,39 @@ def save_logits(path: str, logits: np.ndarray, labels: np.ndarray, train_counts:
     paths.write_bytes(path, buffer.getvalue())
 
 
+def _score_and_save_logits(evaluator: Evaluator, params, path: str, config) -> dict:
+    """`evaluator.run(params)`, from logits also written to `path` (`save_logits`)."""
+    logits, labels = evaluator.logits_and_labels(params)
+    accumulator = EvalAccumulator(len(evaluator.train_counts))
+    accumulator.update(logits, labels)
+    if report.is_writer():
+        save_logits(path, logits, labels, evaluator.train_counts, config)
+    return accumulator.result(evaluator.train_counts)
+
+
 def evaluate_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The `eval` stage: scores `config.eval.params_from` (a ViT params export); with
-    `eval.save_logits` also writes `workdir/eval_logits.npz` (see `save_logits`)."""
+    """The `eval` stage: scores `config.eval.params_from` (a ViT params export) on the
+    test split. With `eval.save_logits` it also writes the test split's logits to
+    `workdir/eval_logits.npz` and, when the data has a validation split, the
+    validation logits to `workdir/eval_val_logits.npz` (see `save_logits`)."""
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
     paths.makedirs(workdir)
     config = config_for_export(config, config.eval.params_from)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    evaluator = Evaluator.for_config(config, mesh)
+    splits = pipeline.load_sources(stage_data_config(config, "finetune").data)
+    evaluator = Evaluator.for_config(config, mesh, splits=splits)
     if report.is_writer():
         print(f"eval: {mesh_lib.describe(mesh, config.eval.batch_size)}", flush=True)
     params = evaluator.load_export(config.eval.params_from)
-    if config.eval.save_logits:
-        logits, labels = evaluator.logits_and_labels(params)
-        accumulator = EvalAccumulator(len(evaluator.train_counts))
-        accumulator.update(logits, labels)
-        result = accumulator.result(evaluator.train_counts)
-        if report.is_writer():
-            save_logits(paths.join(workdir, LOGITS_FILE), logits, labels,
-                        evaluator.train_counts, config)
-    else:
+    if not config.eval.save_logits:
         result = evaluator.run(params)
+    else:
+        result = _score_and_save_logits(evaluator, params, paths.join(workdir, LOGITS_FILE),
+                                        config)
+        if splits.val is not None:
+            _score_and_save_logits(Evaluator.for_config(config, mesh, splits.val, splits),
+                                   params, paths.join(workdir, VAL_LOGITS_FILE), config)
     evaluator.write_outputs(workdir, "eval", result)
     writer = report.MetricWriter(workdir, "eval")
     writer.write(0, scalar_metrics(result))

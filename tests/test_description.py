@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def write_export(path, config, kind="vit", seed=1):
     """A randomly initialised export of `config`'s model with its description; its params."""
-    train_source, _ = pipeline.load_sources(stage_data_config(config, "finetune").data)
+    train_source = pipeline.load_sources(stage_data_config(config, "finetune").data).train
     if kind == "vit":
         model = factory.build_vit(config, train_source.num_classes, 28, 0.0)
     else:
@@ -98,7 +98,7 @@ def test_export_without_description_still_loads_with_flags(tmp_path):
 def test_mgp_description_sets_the_finetune_model_and_the_handover_grid(tmp_path):
     pretrain = tiny_config()
     pretrain.pretrain.image_size = 24
-    train_source, _ = pipeline.load_sources(stage_data_config(pretrain, "pretrain").data)
+    train_source = pipeline.load_sources(stage_data_config(pretrain, "pretrain").data).train
     mae = factory.build_mae(pretrain, 24)
     exported = random_params(mae, 3)
     checkpoint.save_params_export(str(tmp_path / "mgp"), exported)

@@ -64,8 +64,7 @@ def test_readme_use_a_trained_model_commands(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO}
     outputs = []
     commands = readme_commands()
-    assert [c.split()[0] for c in commands] == ["livt-predict", "livt-train", "livt-train",
-                                                "livt-adjust"]
+    assert [c.split()[0] for c in commands] == ["livt-predict", "livt-train", "livt-adjust"]
     for command in commands:
         argv = shlex.split(command.replace("/data/imagenet", str(data)))
         argv = [sys.executable, "-m", MODULES[argv[0]], *argv[1:]]
@@ -76,12 +75,12 @@ def test_readme_use_a_trained_model_commands(tmp_path):
 
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert rows[0] == "path,class_1,prob_1,class_2,prob_2,class_3,prob_3" and len(rows) == 6
-    for split in ("test", "val"):
-        saved = np.load(tmp_path / f"runs/eval_{split}/eval_logits.npz")
+    for name in ("eval_logits.npz", "eval_val_logits.npz"):
+        saved = np.load(tmp_path / "runs/eval" / name)
         assert saved["logits"].shape == (60, 10)
         np.testing.assert_array_equal(saved["train_class_counts"], TRAIN_COUNTS)
-    assert "chosen on validation: τ = " in outputs[3]
+    assert "chosen on validation: τ = " in outputs[2]
     # livt-adjust's raw row is the eval's table of the test split.
     eval_final = next(line for line in outputs[1].splitlines() if line.startswith("final"))
-    adjust_raw = next(line for line in outputs[3].splitlines() if line.startswith("raw"))
+    adjust_raw = next(line for line in outputs[2].splitlines() if line.startswith("raw"))
     assert eval_final.split()[1:7] == adjust_raw.split()[1:7]
