@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from typing import Any, Optional, Sequence
 
@@ -35,7 +36,7 @@ from absl import logging
 from livt_jax import config_checks, config_lib, paths
 from livt_jax.config_lib import stage_data_config, stage_image_size
 from livt_jax.data import augment
-from livt_jax.models import factory
+from livt_jax.models import factory, vit as vit_lib
 
 FILE = "model.json"
 FORMAT = 1
@@ -215,3 +216,81 @@ def check_num_classes(description: dict, num_classes: int, source: str, what: st
     if described is not None and described != num_classes:
         raise ValueError(f"{path_of(source)} describes {described} classes but {what} has "
                          f"{num_classes}")
+
+
+# ----------------------------------------------------------------------------- timm's form
+
+TIMM_CONFIG_FILE = "config.json"  # beside model.safetensors, as timm and the HF hub lay it out
+_TIMM_SIZES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L", "huge": "H"}
+_TIMM_NAME = re.compile(r"vit_(tiny|small|base|large|huge)_patch(\d+)_(\d+)")
+# timm architectures of these names exist; any other model is built as vit_base_patch16_224
+# with model_args giving every size.
+_TIMM_REGISTERED = {f"vit_{n}_patch16_{s}" for n in ("tiny", "small", "base", "large")
+                    for s in (224, 384)} | {"vit_huge_patch14_224"}
+
+
+def timm_config(description: dict) -> dict:
+    """The description as timm's `config.json` (`architecture`, `num_classes`,
+    `global_pool`, `pretrained_cfg` with input size, interpolation, crop and
+    mean/std, `model_args`, `label_names`), the whole description under `livt`.
+    `timm.create_model('local-dir:FOLDER', pretrained=True)` builds a classifier
+    from it and FOLDER/model.safetensors; an MGP encoder has no timm architecture."""
+    m = description["model"]
+    size = m["img_size"]
+    names = {v: k for k, v in _TIMM_SIZES.items()}
+    variant = next((n for n, dims in vit_lib.VARIANTS.items()
+                    if dims == (m["embed_dim"], m["depth"], m["num_heads"], m["patch_size"])), "B")
+    vit = description["kind"] == "vit"
+    model_args = {"img_size": size, "in_chans": m["in_chans"],
+                  **{k: m[k] for k in ARCH}}
+    if vit:
+        model_args.update(num_classes=m["num_classes"], global_pool=m["global_pool"])
+    crop_pct = description.get("eval_crop_pct") or 0.875
+    name = f"vit_{names[variant]}_patch{m['patch_size']}_{size}"
+    return {
+        "architecture": (name if name in _TIMM_REGISTERED else "vit_base_patch16_224") if vit
+        else None,
+        "num_classes": m.get("num_classes", 0),
+        "num_features": m["embed_dim"],
+        "global_pool": m.get("global_pool"),
+        "pretrained_cfg": {
+            "input_size": [m["in_chans"], size, size], "fixed_input_size": True,
+            "interpolation": "bicubic", "crop_pct": crop_pct if size <= 224 else 1.0,
+            "crop_mode": "center", "mean": description.get("mean"),
+            "std": description.get("std"), "num_classes": m.get("num_classes", 0),
+            "first_conv": "patch_embed.proj", "classifier": "head", "custom_load": False},
+        "model_args": model_args,
+        "label_names": description.get("class_names"),
+        "livt": description,
+    }
+
+
+def from_timm_config(config: dict, kind: str, path: str) -> dict:
+    """The description in a timm `config.json`: ours when it holds one (`livt`), else
+    built from timm's fields (the model from `model_args` over the dims of a
+    `vit_<size>_patch<P>_<S>` architecture). Raises ValueError naming what is missing."""
+    if isinstance(config.get("livt"), dict):
+        return config["livt"]
+    cfg = config.get("pretrained_cfg", config)
+    args = dict(config.get("model_args") or {})
+    match = _TIMM_NAME.fullmatch(str(config.get("architecture", "")))
+    dims = dict(vit_lib.vit_kwargs(_TIMM_SIZES[match.group(1)]),
+                patch_size=int(match.group(2)), img_size=int(match.group(3))) if match else {}
+    dims.update({k: v for k, v in args.items() if k in (*ARCH, "img_size", "in_chans")})
+    input_size = cfg.get("input_size") or [3, dims.get("img_size", 224)]
+    dims.setdefault("in_chans", input_size[0])
+    dims.setdefault("img_size", input_size[-1])
+    dims.setdefault("mlp_ratio", 4.0)
+    missing = [k for k in (*ARCH, "img_size") if k not in dims]
+    if missing:
+        raise ValueError(f"{path}: cannot tell the model's {missing} (expected a "
+                         "vit_<size>_patch<P>_<S> architecture or model_args)")
+    model = {k: dims[k] for k in (*ARCH, "img_size", "in_chans")}
+    if kind == "vit":
+        model.update(num_classes=config.get("num_classes", cfg.get("num_classes")),
+                     global_pool=config.get("global_pool") or args.get("global_pool", "token"))
+    labels = config.get("label_names") or cfg.get("label_names")
+    return {"format": FORMAT, "kind": kind, "model": model,
+            "class_names": list(labels) if labels else None,
+            "mean": cfg.get("mean"), "std": cfg.get("std"),
+            "eval_crop_pct": cfg.get("crop_pct"), "config": None, "commit": None}
