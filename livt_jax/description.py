@@ -294,3 +294,35 @@ def from_timm_config(config: dict, kind: str, path: str) -> dict:
             "class_names": list(labels) if labels else None,
             "mean": cfg.get("mean"), "std": cfg.get("std"),
             "eval_crop_pct": cfg.get("crop_pct"), "config": None, "commit": None}
+
+
+def timm_config_path(weights_file: str) -> str:
+    """The `config.json` in the folder of a converted weights file."""
+    return paths.join(paths.dirname(weights_file), TIMM_CONFIG_FILE)
+
+
+def write_timm_config(weights_file: str, description: dict) -> str:
+    """Writes `timm_config(description)` beside `weights_file`; returns its path."""
+    path = timm_config_path(weights_file)
+    paths.write_text_atomic(path, json.dumps(timm_config(description), indent=1) + "\n")
+    return path
+
+
+def read_timm_config(weights_file: str, kind: str) -> Optional[dict]:
+    """The description in the `config.json` beside `weights_file` (None without one)."""
+    path = timm_config_path(weights_file)
+    if not paths.is_file(path):
+        return None
+    try:
+        config = json.loads(paths.read_text(path, "a timm config.json"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    return from_timm_config(config, kind, path)
+
+
+def model_kwargs(description: dict) -> dict:
+    """`VisionTransformer` / `MaskedAutoencoder` fields of the described model."""
+    m = description["model"]
+    keys = (*ARCH, "img_size", "in_chans", *(("num_classes", "global_pool")
+                                              if description["kind"] == "vit" else DECODER))
+    return {k: m[k] for k in keys if m.get(k) is not None}
