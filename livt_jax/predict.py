@@ -71,7 +71,7 @@ def list_images(inputs: Sequence[str], root: Optional[str] = None) -> list[str]:
     images = []
     for item in inputs:
         if paths.is_dir(item):
-            found = [p for p in paths.find_files(item) if _is_image(p)]
+            found = [paths.join(item, p) for p in paths.list_files(item) if _is_image(p)]
             if not found:
                 raise ValueError(f"folder {item} holds no image files (expected names ending "
                                  f"in one of {', '.join(IMAGE_SUFFIXES)})")
