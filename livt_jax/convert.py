@@ -420,10 +420,10 @@ def to_jax(args: argparse.Namespace) -> None:
     if found is not None:
         description.write(args.dst, found)
     checked = "unchecked (no target model given)" if target is None else f"checked against {target}"
+    described = "" if found is None else f", described by {description.timm_config_path(args.src)}"
     print(
         f"Wrote {kind} params ({len(state_dict)} tensors, shapes {checked}) "
-        f"to {paths.resolve(args.dst)}"
-        + ("" if found is None else f", with the description of {description.timm_config_path(args.src)}")
+        f"to {paths.resolve(args.dst)}{described}"
     )
 
 

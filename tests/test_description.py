@@ -1,12 +1,9 @@
 """Self-describing exports: model.json, eval / init_from without model flags, logits files."""
 
-import io
-import json
 import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 

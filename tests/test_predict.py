@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
