@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from livt_jax import checkpoint, convert, description, train
+from livt_jax import checkpoint, description, train
+from livt_jax.tools import convert
 from tests.test_description import eval_config, write_export
 from tests.test_train import tiny_config
 

@@ -47,7 +47,7 @@ def read_manifest(folder: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path!r} is missing: {folder!r} is not a complete cache (an interrupted build, or "
-            "one by an older livt-jax); rebuild it with python -m livt_jax.data.cache")
+            "one by an older livt-jax); rebuild it with python -m livt_jax.tools.cache")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -78,4 +78,4 @@ def check_split(manifest: dict, folder: str, split: str, labels: np.ndarray,
                         f"({entry['count']}, {', '.join(map(str, entry['image_shape']))})")
     if problems:
         raise ValueError(f"cache {folder!r} is inconsistent: {'; '.join(problems)}; rebuild it "
-                         "with python -m livt_jax.data.cache")
+                         "with python -m livt_jax.tools.cache")
