@@ -131,7 +131,7 @@ def test_cli_prints_the_choice_and_the_test_table(tmp_path, capsys):
 
 
 def test_balanced_rule_recovers_the_balanced_posterior():
-    # At Bal-BCE's optimum z_c = logit p_c - logit π_c (SPEC §2); the balanced rule must
+    # At Bal-BCE's optimum z_c = logit p_c - logit π_c (docs/DESIGN.md); the balanced rule must
     # turn that back into log p_c - log π_c exactly, while the raw z differs from it by
     # log((1 - π_c) / (1 - p_c)).
     rng = np.random.default_rng(0)
