@@ -228,7 +228,10 @@ SCHEMA = dict(
         params_from=Key("", **FREE),  # stage=eval: the params export to score
         # With a validation split, BFT reads the test split once at the end, for the final
         # and the best-on-validation params; False for tuning runs (never read test).
-        test_at_end=Key(True, **FREE)),
+        test_at_end=Key(True, **FREE),
+        # the eval stage also writes WORKDIR/eval_logits.npz (per-image logits, labels,
+        # training counts) for `livt-adjust`
+        save_logits=Key(False, **FREE)),
     checkpoint=dict(
         save_every_steps=Key(1000, above(0), **FREE),
         keep=Key(2, above(0), **FREE),
@@ -376,6 +379,18 @@ def config_file_error(error: flags.Error) -> Optional[str]:
     """The one-line message of a flag error caused by a config file, else None."""
     cause = error.__context__
     return str(cause) if isinstance(cause, ConfigFileError) else None
+
+
+def command_line_overrides() -> frozenset[str]:
+    """The dotted keys this process's `--config.KEY=VALUE` flags set (empty when no
+    absl `--config` flag was parsed, e.g. when called from Python)."""
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+        return frozenset()
+    try:
+        return frozenset(config_flags.get_override_values(flags.FLAGS["config"]))
+    except TypeError:  # a --config flag of another kind
+        return frozenset()
 
 
 # ----------------------------------------------------------------------------- stage views

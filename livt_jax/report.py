@@ -255,13 +255,19 @@ def format_eval_line(stage: str, label: str, step: int, scalars: Mapping[str, An
 
 def format_results_table(final: Mapping[str, Any], best: Optional[Mapping[str, Any]] = None) -> str:
     """A small text table of overall / many / medium / few (+ top-5, ECE)."""
+    return format_table([("final", final), ("best", best)])
+
+
+def format_table(rows: Sequence[tuple[str, Optional[Mapping[str, Any]]]]) -> str:
+    """`format_results_table` with any labelled rows (None rows are left out)."""
     columns = ("top1", *GROUPS, "top5", "ece")
-    header = f"{'':8s}" + "".join(f"{c:>9s}" for c in columns)
+    width = max([8] + [len(label) + 1 for label, result in rows if result is not None])
+    header = " " * width + "".join(f"{c:>9s}" for c in columns)
     lines = [header]
-    for label, result in (("final", final), ("best", best)):
+    for label, result in rows:
         if result is None:
             continue
         cells = "".join(f"{result[c]:9.2f}" if c in result else f"{'-':>9s}" for c in columns)
         suffix = f"   (epoch {result['epoch']})" if "epoch" in result else ""
-        lines.append(f"{label:8s}{cells}{suffix}")
+        lines.append(f"{label:{width}s}{cells}{suffix}")
     return "\n".join(lines)
