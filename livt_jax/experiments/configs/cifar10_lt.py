@@ -36,7 +36,7 @@ STUDY_OVERRIDES: dict[str, Any] = {
     "finetune.optim.warmup_epochs": 1.0,
 }
 TUNE_KEY = "finetune.optim.blr"
-TUNE_VALUES = (1e-3, 3e-3, 1e-2)
+TUNE_VALUES = (1e-3, 3e-3, 1e-2, 3e-2)
 TUNE_SEED = 0
 ARMS: dict[str, dict[str, Any]] = {
     "livt": {"finetune.loss": "bal_bce", "init": "mgp"},
