@@ -1,4 +1,4 @@
-"""The default LiVT config (SPEC §3, the logged ViT-B/16 runs) that dataset configs edit.
+"""The default LiVT config (the LiVT release's logged ViT-B/16 runs) that dataset configs edit.
 
 Every key a run can read exists here, so a dataset config only changes values
 and `ml_collections` rejects a misspelt override (`--config.finetune.blr=...`)
@@ -22,8 +22,11 @@ def _optim(**overrides) -> ml_collections.ConfigDict:
 
 
 def _aug(**overrides) -> ml_collections.ConfigDict:
+    # interpolation: of RandAugment's geometric ops, 'bicubic' (the release's timm transform)
+    # or 'bilinear'.
     aug = dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-               randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)
+               randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
+               eval_crop_pct=0.875)
     aug.update(overrides)
     return ml_collections.ConfigDict(aug)
 

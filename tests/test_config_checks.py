@@ -33,6 +33,8 @@ def config_with(**overrides):
     ({"data.bad_images": "ignore"}, r"data.bad_images='ignore'"),
     ({"data.image_size": 30}, r"data.image_size=30 must be a positive multiple of the patch size 4"),
     ({"checkpoint.keep": 0}, r"checkpoint.keep=0 must be > 0"),
+    ({"finetune.aug.interpolation": "nearest"},
+     r"finetune.aug.interpolation='nearest'; expected one of \('bicubic', 'bilinear'\)"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
