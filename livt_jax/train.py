@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
 from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, paths,
@@ -58,12 +59,31 @@ class _Progress:
             self.bar.close()
 
 
-def _check_finite(losses_by_step: list[tuple[int, Any]]) -> None:
-    """Raises naming the first step whose loss is NaN or Inf."""
+def _check_finite(losses_by_step: list[tuple[int, Any]], stage: str,
+                  manager: ocp.CheckpointManager, state: Any = None,
+                  step: int = 0) -> None:
+    """Raises naming the first step whose loss is NaN or Inf (or, given `state`, when the
+    state of `step` holds NaN or Inf) and saying how to resume from the last good checkpoint.
+
+    Runs at log steps and before every checkpoint save, so no checkpoint holds a state
+    that a non-finite loss (or gradient) produced; the losses are fetched in one copy,
+    never every step.
+    """
     values = jax.device_get([v for _, v in losses_by_step])
-    for (step, _), value in zip(losses_by_step, values):
-        if not np.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {step}: stopping the run")
+    bad = [(at, value) for (at, _), value in zip(losses_by_step, values) if not np.isfinite(value)]
+    if bad:
+        what = f"loss is {bad[0][1]} at step {bad[0][0]}"
+    elif state is not None and not checkpoint.all_finite(state):
+        what = f"the train state holds NaN or Inf at step {step} (a gradient overflowed)"
+    else:
+        return
+    latest = manager.latest_step()
+    where = (f"the last checkpoint, step {latest} in {manager.directory}, predates it and is kept"
+             if latest is not None else "no checkpoint was written")
+    raise FloatingPointError(
+        f"{what}: stopping the run, nothing saved from it; {where}. Lower {stage}.optim.blr or set "
+        f"{stage}.optim.clip_grad_norm > 0 and rerun the same command with "
+        "--config.allow_config_change=True to resume" + (" from it" if latest is not None else ""))
 
 
 class _EvalTracker:
@@ -139,7 +159,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
             step += 1
             pending.append((step, metrics["loss"]))
             if step % config.log_every_steps == 0 or step == total_steps:
-                _check_finite(pending)
+                _check_finite(pending, stage, manager)
                 pending = []
                 scalars = jax.device_get(metrics)
                 scalars["img_per_s"] = progress.update(step, scalars)
@@ -152,13 +172,14 @@ def run_stage(config, workdir: str, stage: str) -> dict:
             preempted = stop.reached(step)  # every process, every step
             stopping = preempted or step == stop_after
             checkpoint.save(manager, step, state, train_iter, eval_result,
-                            force=stopping or step == total_steps)
+                            force=stopping or step == total_steps,
+                            before=lambda: _check_finite(pending, stage, manager, state, step))
             if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",
                                 stage, step)
                 return {"stopped_at": step, "state": state, "preempted": preempted}
-        _check_finite(pending)
+        _check_finite(pending, stage, manager)
     finally:
         profiler.stop()
         stop.close()
