@@ -36,7 +36,6 @@ Long-tailed subsampling is not applied here; the cache holds the full split.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -49,7 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
-from livt_jax import paths
+from livt_jax import console, paths
 from livt_jax.data import augment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data import cache_manifest
@@ -57,7 +56,6 @@ from livt_jax.data.cache_manifest import MANIFEST_FILE, cache_files, write_manif
 from livt_jax.data.sources import LabelledSource, SplitListSource, TfdsSource
 
 CACHE_SOURCES = ("tfds", "split_list", "animal_mnist")
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
 
 class OutRefused(ValueError):
@@ -222,13 +220,13 @@ def verify_cache(folder: str) -> int:
     if bad:
         print(f"error: cache {folder}: {', '.join(bad)} do(es) not match the manifest's checksum; "
               "rebuild it", file=sys.stderr)
-        return RUNTIME_ERROR
+        return console.RUNTIME_ERROR
     print(f"cache {folder}: every file matches its checksum")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
+    parser = console.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
                                      + " (also run as `python -m livt_jax.data.cache`)")
     parser.add_argument("--source", choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
@@ -254,12 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.source, args.split, args.out, name=args.name, data_dir=args.data_dir,
             resize_shorter=args.resize_shorter, in_chans=args.in_chans, workers=args.workers,
         )
-    except OutRefused as e:
-        print(f"error: {e}", file=sys.stderr)
-        return USAGE_ERROR
     except (ValueError, OSError) as e:
-        print(f"error: {e}{outcome}", file=sys.stderr)
-        return RUNTIME_ERROR
+        return console.report_error(e, usage=isinstance(e, OutRefused), hint=outcome)
     return 0
 
 if __name__ == "__main__":
