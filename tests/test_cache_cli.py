@@ -104,20 +104,24 @@ def test_32_bit_values_are_refused_naming_the_range(tmp_path):
         decode_image(str(tmp_path / "x.tif"), 1)
 
 
-def test_cache_of_16_bit_pngs_holds_their_high_bytes(tmp_path):
-    (tmp_path / "images").mkdir()
-    arrays = [dark16((6, 6), seed) for seed in range(3)]
-    for i, values in enumerate(arrays):
-        write_png16(tmp_path / "images" / f"{i}.png", values)
-    (tmp_path / "train.txt").write_text("".join(f"{i}.png {i % 2}\n" for i in range(3)))
-    result = run_cli("livt_jax.data.cache", "--source", "split_list", "--data-dir", tmp_path / "images",
-                     "--split", f"train={tmp_path / 'train.txt'}", "--out", tmp_path / "cache",
-                     "--resize-shorter", "0", "--in-chans", "1")
+@pytest.mark.parametrize("source", ["split_list", "image_folder"])
+def test_cache_of_16_bit_pngs_holds_their_high_bytes(tmp_path, source):
+    """Both image-file sources (and so training and the cache builder) decode alike."""
+    arrays = [dark16((6, 6), seed) for seed in range(4)]
+    for i, values in enumerate(arrays):  # images/train/<class>/<i>.png: both layouts at once
+        (tmp_path / "images" / "train" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        write_png16(tmp_path / "images" / "train" / f"c{i % 2}" / f"{i}.png", values)
+    (tmp_path / "train.txt").write_text("".join(f"train/c{i % 2}/{i}.png {i % 2}\n" for i in range(4)))
+    what = f"train={tmp_path / 'train.txt'}" if source == "split_list" else "train"
+    result = run_cli("livt_jax.data.cache", "--source", source, "--data-dir", tmp_path / "images",
+                     "--split", what, "--out", tmp_path / "cache", "--resize-shorter", "0",
+                     "--in-chans", "1")
     assert result.returncode == 0, result.stderr
     cached = CacheSource(str(tmp_path / "cache"), "train")
-    np.testing.assert_array_equal(cached.images[..., 0], expected8(np.stack(arrays)))
+    order = [0, 2, 1, 3] if source == "image_folder" else [0, 1, 2, 3]  # class folders first
+    np.testing.assert_array_equal(cached.images[..., 0], expected8(np.stack(arrays)[order]))
     listed = SplitListSource(str(tmp_path / "images"), str(tmp_path / "train.txt"), 1)
-    np.testing.assert_array_equal(listed[2]["image"], cached[2]["image"])  # one decode path
+    np.testing.assert_array_equal(listed[1]["image"], expected8(arrays[1])[..., None])
 
 
 # ----------------------------------------------------------------------------- --out

@@ -62,6 +62,7 @@ def test_livt_pipeline_writes_everything(tmp_path):
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     config = tiny_config(**{"finetune.epochs": 2})
     config.stage = "finetune"
+    config.data.val_per_class = 5  # the best epoch is chosen on validation
     straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
     config.stop_after_steps = 7
     stopped = train.train_and_evaluate(config, str(tmp_path / "resumed"))
@@ -77,6 +78,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
                         if "loss" in r}
     assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
     # Best and final epochs cover the whole run, across the restart.
+    assert resumed["best_val"] == straight["best_val"]
     assert resumed["best"]["top1"] == straight["best"]["top1"]
     assert resumed["final"]["top1"] == straight["final"]["top1"]
     assert len(resumed["history"]) == len(straight["history"]) == 2

@@ -162,7 +162,7 @@ def open_data(args, folder: str) -> tuple[ml_collections.ConfigDict, Any, str]:
     config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
     config.data.worker_count = args.workers
     if not args.synthetic:
-        return config, pipeline.load_sources(config.data)[0], config.data.source
+        return config, pipeline.load_sources(config.data).train, config.data.source
     num_images, side = args.synthetic
     config.data.in_chans = 3
     config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
