@@ -10,7 +10,7 @@ costs about as much as a small ViT's step on a CPU: build a cache once
 --out CACHES/cifar10 --resize-shorter 0`) and pass `--config.data.source=cache
 --config.data.data_dir=CACHES --config.data.name=cifar10`; the numbers are the same.
 
-Data (SPEC-style CIFAR-LT protocol): the training split is subsampled exponentially
+Data (the CIFAR-LT protocol of Cao et al., NeurIPS 2019): the training split is subsampled exponentially
 (5000 ... 50 per class at IR 100, class 0 = airplane the head, seeded by
 `data.lt_seed`); 50 images per class are held out of the training pool for
 validation (`data.val_per_class`: from the images the subsampling left out, and for
@@ -35,7 +35,7 @@ The recipe (what the study in docs/RESULTS.md ran), and how it was chosen:
   erasing and cutmix destroy 32-px images for a model this small). Ten epochs is
   the budget's; the epoch a run reports as "selected" is its best on validation.
 - BFT base lr 1e-2: the best validation top-1 (LiVT arm, seed 0, best epoch) of
-  1e-3 → 30.2, 3e-3 → 34.6, 1e-2 → 36.2, 3e-2 → 29.4 (`BLR_TRIED`); test was not
+  1e-3 → 30.2, 3e-3 → 34.6, 1e-2 → 36.2, 3e-2 → 29.4; test was not
   read by these runs.
 """
 
@@ -43,8 +43,7 @@ from livt_jax import config_lib
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-# BFT base learning rates tried on validation (seed 0, LiVT arm) and the pick.
-BLR_TRIED = (1e-3, 3e-3, 1e-2, 3e-2)
+# BFT base lr: the pick of the study's validation sweep (livt_jax/experiments/configs).
 BLR = 1e-2
 
 

@@ -5,7 +5,7 @@
 #
 # 1. installs the wheelhouse (`make wheelhouse`, carried beside the checkout) offline into
 #    $LIVT_SITE with --no-index --no-deps: only what the image lacks, never its jax or torch;
-# 2. runs `python -m livt_jax.device_bench run` (checks, then every lever, then PyTorch),
+# 2. runs `python -m livt_jax.tools.device_bench run` (checks, then every lever, then PyTorch),
 #    which rewrites OUT_DIR/results.json and OUT_DIR/results.md after each section;
 # 3. the whole output also goes to OUT_DIR/log.txt.
 # PYTHON picks the interpreter (default python3: the image's, with jax and torch);
@@ -62,5 +62,5 @@ echo "== installed and imported in $((SECONDS - start)) s"
 cd "$ROOT"
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/livt_jax_cache}
 export PYTHONUNBUFFERED=1
-"$PYTHON" -m livt_jax.device_bench run --out "$OUT_DIR" "$@"
+"$PYTHON" -m livt_jax.tools.device_bench run --out "$OUT_DIR" "$@"
 echo "== done in $((SECONDS - start)) s"

@@ -28,11 +28,10 @@ TRACEBACK_HINT = " (rerun with --traceback for the full traceback)"
 
 def _unknown_override(argv: list[str]) -> str | None:
     """The first `--config.KEY=...` of `argv` whose KEY is no leaf of the config."""
-    known = set(config_checks.leaf_keys(config_lib.base_config()))
     for arg in argv:
         if arg.startswith("--config."):
             key = arg[len("--config."):].split("=", 1)[0]
-            if key not in known:
+            if key not in config_lib.KEYS:
                 return key
     return None
 
@@ -49,11 +48,11 @@ def parse_flags(argv: list[str], default_config: str | None = None) -> list[str]
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        message = str(e)
+        message = config_lib.config_file_error(e) or str(e)
     except (AttributeError, KeyError) as e:  # config_flags: an override naming no key
         key = _unknown_override(argv)
-        message = (config_checks.unknown_key_message(key, config_checks.leaf_keys(
-            config_lib.base_config())) if key else f"bad config override: {e}")
+        message = (config_checks.unknown_key_message(key, list(config_lib.KEYS)) if key
+                   else f"bad config override: {e}")
     print(f"error: {message} (see --helpfull)", file=sys.stderr)
     sys.exit(USAGE_ERROR)
 

@@ -1,11 +1,12 @@
-"""Command line: `livt-train --config configs/demo.py --workdir DIR [--config.k=v]`.
+"""Command line: `livt-train --config demo|configs/demo.py --workdir DIR [--config.k=v]`.
 
 `python -m livt_jax.main` is the same command.
 
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
 Errors end the run with one line on stderr: exit status 2 for a usage error
-(a bad flag, an unknown key, a config value that cannot work), 1 for a failure
+(a bad flag, a config file that cannot be loaded, an unknown key, a config value
+that cannot work, a resume that would change what the workdir trains), 1 for a failure
 while running (data, checkpoints, a locked workdir). `--traceback` shows the
 full Python traceback instead. A run stopped by SIGTERM saves a checkpoint and
 exits with status 143 (`preemption.PREEMPTED_EXIT_CODE`); the same command
@@ -17,12 +18,12 @@ import sys
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from livt_jax import config_checks, console, preemption, train
+from livt_jax import config_checks, config_lib, console, preemption, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
+_CONFIG = config_lib.define_config_flag(
+    None, "A shipped config (demo, cifar_lt, cifar10_lt, imagenet_lt, inat18, places_lt) or a "
+    "config file, each with an optional :ARG.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _TRACEBACK = flags.DEFINE_bool("traceback", False,
                                "On an error, raise with the full traceback instead of one line.")

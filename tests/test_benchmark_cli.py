@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # each case runs a command
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 600  # seconds; the machine may be loaded
 
@@ -33,7 +34,7 @@ def assert_usage_error(result, *expected):
     (["--config=configs/nope.py"], ["configs/nope.py"]),
 ])
 def test_train_step_benchmark_usage_errors(args, expected):
-    assert_usage_error(run_module("livt_jax.benchmark", *args), *expected)
+    assert_usage_error(run_module("livt_jax.tools.benchmark", *args), *expected)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -48,5 +49,5 @@ def test_train_step_benchmark_usage_errors(args, expected):
 ])
 def test_input_pipeline_benchmark_usage_errors(tmp_path, args, expected):
     fill = lambda text: text.replace("{tmp}", str(tmp_path))  # noqa: E731
-    result = run_module("livt_jax.data.benchmark", *map(fill, args))
+    result = run_module("livt_jax.tools.data_benchmark", *map(fill, args))
     assert_usage_error(result, *map(fill, expected))

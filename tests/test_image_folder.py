@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from livt_jax import config_lib
-from livt_jax.data import cache, pipeline
+from livt_jax.data import pipeline
+from livt_jax.tools import cache
 from livt_jax.data.sources import ArraySource, CacheSource, ImageFolderSource, SubsetSource
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "image_folder")

@@ -20,6 +20,8 @@ from livt_jax.models.mae import (
 from livt_jax.models.pos_embed import sincos_2d
 from livt_jax.models.timm_convert import timm_state_dict_from_mae_params
 
+pytestmark = pytest.mark.torch
+
 # Wide enough for the initialisation statistics; compile time hardly depends on width.
 TINY = dict(
     img_size=32,
@@ -172,7 +174,7 @@ def test_initialisation():
 
 
 class _TorchMAE(torch.nn.Module):
-    """MAE forward from SPEC §1 built on timm Blocks, the mask given."""
+    """MAE forward as the MAE release defines it, built on timm Blocks, the mask given."""
 
     def __init__(self, cfg, grid):
         super().__init__()

@@ -19,8 +19,10 @@ from livt_jax import checkpoint, preemption, train
 from livt_jax.config_lib import stage_image_size
 from livt_jax.experiments import validation
 from livt_jax.models import factory
-from tests.multiprocess_worker import restored_state
-from tests.test_train import tiny_config
+from tests.helpers.multiprocess_worker import restored_state
+from tests.helpers.common import tiny_config
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_SECONDS = 60  # a SIGTERMed pair must have exited within this
@@ -38,7 +40,7 @@ def start_workers(workdir, *overrides, num_processes=2, job="train", **env):
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env}
     return [subprocess.Popen(
-        ["timeout", "240", sys.executable, "tests/multiprocess_worker.py", str(i),
+        ["timeout", "240", sys.executable, "tests/helpers/multiprocess_worker.py", str(i),
          str(num_processes), str(port), str(workdir), job, *overrides], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(num_processes)]

@@ -41,6 +41,8 @@ def saved_states(workdir):
         state=checkpoint.ocp.args.StandardRestore()))["state"] for step in manager.all_steps()}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_diverging_run_saves_no_nan_checkpoint_and_resumes_from_a_finite_one(tmp_path):
     workdir = tmp_path / "run"
     first = run_main(workdir, "--config.stop_after_steps=4")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from livt_jax import paths
-from livt_jax.data import cache
+from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, TfdsSource
 from tests import tfds_tiny
 
@@ -98,7 +98,7 @@ def test_cache_builder_reads_the_bucket(bucket_tfds, tmp_path):
 
 
 def test_input_benchmark_from_the_bucket(bucket_tfds):
-    result = run(["-m", "livt_jax.data.benchmark", "--source", "tfds", "--name", tfds_tiny.NAME,
+    result = run(["-m", "livt_jax.tools.data_benchmark", "--source", "tfds", "--name", tfds_tiny.NAME,
                   "--data-dir", bucket_tfds, "--image-size", "32", "--in-chans", "3",
                   "--batch-size", "8", "--steps", "2", "--kinds", "bft", "--workers", "1"], REPO)
     (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith("tfds")]

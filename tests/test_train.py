@@ -9,26 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from livt_jax import checkpoint, config_lib, train
+from tests.helpers.common import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(**stage_overrides):
-    """Demo config shrunk to seconds: 2 blocks of width 32, 1 epoch per stage."""
-    c = demo.get_config("100")
-    c.model.update(dict(embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16,
-                        decoder_depth=1, decoder_num_heads=2))
-    c.pretrain.update(dict(epochs=1, batch_size=64))
-    c.finetune.update(dict(epochs=1, batch_size=64))
-    c.eval.batch_size = 512
-    c.log_every_steps = 1
-    c.checkpoint.save_every_steps = 5
-    for key, value in stage_overrides.items():
-        section, name = key.split(".")
-        c[section][name] = value
-    return c
 
 
 def read_jsonl(path):
@@ -36,6 +20,7 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.e2e
 def test_livt_pipeline_writes_everything(tmp_path):
     summary = train.train_and_evaluate(tiny_config(), str(tmp_path))
     final = summary["final"]
@@ -46,6 +31,10 @@ def test_livt_pipeline_writes_everything(tmp_path):
                  "finetune/metrics.jsonl"):
         assert os.path.exists(tmp_path / name), name
     assert (tmp_path / "finetune" / "checkpoints").iterdir()
+    for stage, kind in (("pretrain", "mae"), ("finetune", "vit")):  # exports describe themselves
+        with open(tmp_path / stage / "export" / "model.json", encoding="utf-8") as f:
+            described = json.load(f)
+        assert described["kind"] == kind and described["model"]["embed_dim"] == 32
     records = read_jsonl(tmp_path / "finetune" / "metrics.jsonl")
     assert any("eval_top1" in r for r in records) and any("loss" in r for r in records)
     ft = checkpoint.load_params_export(str(tmp_path / "finetune" / "export"))
@@ -59,6 +48,7 @@ def test_livt_pipeline_writes_everything(tmp_path):
     assert scored["final"].get("few") == pytest.approx(final.get("few"))
 
 
+@pytest.mark.e2e
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     config = tiny_config(**{"finetune.epochs": 2})
     config.stage = "finetune"
@@ -84,6 +74,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     assert len(resumed["history"]) == len(straight["history"]) == 2
 
 
+@pytest.mark.e2e
 def test_nan_loss_stops_with_the_step(tmp_path):
     config = tiny_config()
     config.stage = "finetune"
@@ -103,6 +94,7 @@ def _main(args, **env):
     ("--config.finetune.epochs=ten", "epochs"),
     ("--config.finetune.sampler=nonsense", "nonsense"),
 ])
+@pytest.mark.e2e
 def test_config_errors_name_the_key(tmp_path, override, message):
     result = _main(["--config", "configs/demo.py", "--workdir", str(tmp_path), override,
                     "--config.stage=finetune"])

@@ -95,7 +95,7 @@ def read_manifest(folder: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path!r} is missing: {folder!r} is not a complete cache (an interrupted build, or "
-            "one by an older livt-jax); rebuild it with python -m livt_jax.data.cache")
+            "one by an older livt-jax); rebuild it with python -m livt_jax.tools.cache")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -128,7 +128,7 @@ def check_split(manifest: dict, folder: str, split: str, labels: np.ndarray,
                  if not _matches(manifest, path, full=False)]
     if problems:
         raise ValueError(f"cache {folder!r} is inconsistent: {'; '.join(problems)}; rebuild it "
-                         "with python -m livt_jax.data.cache")
+                         "with python -m livt_jax.tools.cache")
 
 
 def _matches(manifest: dict, path: str, full: bool) -> bool:

@@ -335,11 +335,11 @@ def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"cache file {path!r} is truncated or corrupt ({e}); rebuild the cache "
-                         "with python -m livt_jax.data.cache") from e
+                         "with python -m livt_jax.tools.cache") from e
 
 
 class CacheSource(LabelledSource):
-    """A split written by ``python -m livt_jax.data.cache``, memory-mapped.
+    """A split written by ``python -m livt_jax.tools.cache``, memory-mapped.
 
     Layout of ``cache_dir``: ``{split}_images.npy`` uint8 (N, R, R, C),
     ``{split}_labels.npy`` int64 (N,), ``manifest.json`` (class names, build
@@ -361,7 +361,7 @@ class CacheSource(LabelledSource):
         self._images_path, labels_path = cache_files(cache_dir, split)
         for path in (self._images_path, labels_path):
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"cache file {path!r} is missing (build it with livt_jax.data.cache)")
+                raise FileNotFoundError(f"cache file {path!r} is missing (build it with livt_jax.tools.cache)")
         self.class_names = list(manifest["class_names"])
         self._images = None
         labels = _load_npy(labels_path)
