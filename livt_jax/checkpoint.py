@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import grain
 from absl import logging
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -54,12 +55,26 @@ def make_manager(directory: str, *, save_every_steps: int, keep: int,
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
-         metrics: Optional[dict] = None, force: bool = False) -> bool:
-    """Saves state and iterator at `step` (if the policy or `force` says so)."""
+         metrics: Optional[dict] = None, force: bool = False,
+         before: Optional[Callable[[], None]] = None) -> bool:
+    """Saves state and iterator at `step` (if the policy or `force` says so); `before()`
+    runs first when a save is due and may raise to refuse it (nothing is written)."""
+    if not (force or manager.should_save(step)):
+        return False
+    if before is not None:
+        before()
     metrics = {BEST_METRIC: metrics[BEST_METRIC]} if metrics and BEST_METRIC in metrics else None
     return manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=force)
+        data=grain.checkpoint.CheckpointSave(data_iterator)), metrics=metrics, force=True)
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """bool scalar: every floating-point leaf of `tree` is free of NaN and Inf (computed
+    where the arrays live; only the scalar reaches the host)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
 class NoIntactCheckpointError(RuntimeError):
@@ -73,7 +88,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with `sharding` set,
     which is what lets a checkpoint written on 8 devices load on 1 (or vice
     versa). The iterator is restored in place. A step that fails to restore
-    (truncated arrays, a garbled iterator state) is logged with its error and
+    (truncated arrays, a garbled iterator state) or holds NaN or Inf (written by
+    a version that checkpointed a diverged run) is logged with its error and
     moved aside (`corrupt_step_<N>`, so that the resumed run can save that step
     again), and the next older step is tried. Returns `(state, step)`, or
     `(None, 0)` when there is nothing to resume; raises NoIntactCheckpointError
@@ -87,6 +103,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         try:
             restored = manager.restore(step, args=ocp.args.Composite(**items))
+            if not all_finite(restored["state"]):
+                raise FloatingPointError("it holds NaN or Inf (saved after the loss diverged)")
         except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
             reason = _first_line(e)
             logging.warning("checkpoint step %d in %s cannot be restored, skipping it: %s",

@@ -29,9 +29,6 @@ _TRACEBACK = flags.DEFINE_bool("traceback", False,
                                "On an error, raise with the full traceback instead of one line.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
-
-
 def initialize_distributed(distributed) -> None:
     """`jax.distributed.initialize`, auto-detecting the cluster unless an address is set."""
     explicit = {}
@@ -47,44 +44,10 @@ def initialize_distributed(distributed) -> None:
                                **explicit)
 
 
-def _unknown_override(argv: list[str]) -> str | None:
-    """The first `--config.KEY=...` of `argv` whose KEY is no leaf of the config."""
-    for arg in argv:
-        if arg.startswith("--config."):
-            key = arg[len("--config."):].split("=", 1)[0]
-            if key not in config_lib.KEYS:
-                return key
-    return None
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing whose errors are one line and exit status 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        message = config_lib.config_file_error(e) or str(e)
-    except (AttributeError, KeyError) as e:  # config_flags: an override naming no key
-        key = _unknown_override(argv)
-        message = (config_checks.unknown_key_message(key, list(config_lib.KEYS)) if key
-                   else f"bad config override: {e}")
-    print(f"error: {message} (see --helpfull)", file=sys.stderr)
-    sys.exit(USAGE_ERROR)
-
-
-def _one_line(error: BaseException) -> str:
-    """The error as one line: its message (first lines joined), with its type when
-    it is not one of ours."""
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    text = text if len(text) <= 600 else text[:600] + " ..."
-    if isinstance(error, (ValueError, OSError, RuntimeError, FloatingPointError)):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}"
-
-
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return USAGE_ERROR
+        return console.USAGE_ERROR
     config = _CONFIG.value
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
@@ -95,10 +58,7 @@ def main(argv):
     except Exception as e:  # pylint: disable=broad-except
         if _TRACEBACK.value:
             raise
-        usage = isinstance(e, config_checks.ConfigError)
-        hint = "" if usage else " (rerun with --traceback for the full traceback)"
-        print(f"error: {_one_line(e)}{hint}", file=sys.stderr, flush=True)
-        return USAGE_ERROR if usage else RUNTIME_ERROR
+        return console.report_error(e, usage=isinstance(e, config_checks.ConfigError))
     return exit_status(summary, _WORKDIR.value)
 
 
@@ -114,8 +74,8 @@ def exit_status(summary: dict, workdir: str) -> int:
 
 def run() -> None:
     """The `livt-train` console command."""
-    console.run(main, __name__, flags_parser=parse_flags)
+    console.run(main, __name__)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=console.parse_flags)

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
 from livt_jax import (checkpoint, config_checks, config_guard, description, mesh as mesh_lib,
@@ -84,12 +85,31 @@ class _Progress:
             self.bar.close()
 
 
-def _check_finite(losses_by_step: list[tuple[int, Any]]) -> None:
-    """Raises naming the first step whose loss is NaN or Inf."""
+def _check_finite(losses_by_step: list[tuple[int, Any]], stage: str,
+                  manager: ocp.CheckpointManager, state: Any = None,
+                  step: int = 0) -> None:
+    """Raises naming the first step whose loss is NaN or Inf (or, given `state`, when the
+    state of `step` holds NaN or Inf) and saying how to resume from the last good checkpoint.
+
+    Runs at log steps and before every checkpoint save or best-model export, so no
+    checkpoint or export holds a state that a non-finite loss (or gradient) produced;
+    the losses are fetched in one copy, never every step.
+    """
     values = jax.device_get([v for _, v in losses_by_step])
-    for (step, _), value in zip(losses_by_step, values):
-        if not np.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {step}: stopping the run")
+    bad = [(at, value) for (at, _), value in zip(losses_by_step, values) if not np.isfinite(value)]
+    if bad:
+        what = f"loss is {bad[0][1]} at step {bad[0][0]}"
+    elif state is not None and not checkpoint.all_finite(state):
+        what = f"the train state holds NaN or Inf at step {step} (a gradient overflowed)"
+    else:
+        return
+    latest = manager.latest_step()
+    where = (f"the last checkpoint, step {latest} in {manager.directory}, predates it and is kept"
+             if latest is not None else "no checkpoint was written")
+    raise FloatingPointError(
+        f"{what}: stopping the run, nothing saved from it; {where}. Lower {stage}.optim.blr or set "
+        f"{stage}.optim.clip_grad_norm > 0 and rerun the same command with "
+        "--config.allow_config_change=True to resume" + (" from it" if latest is not None else ""))
 
 
 class _EvalTracker:
@@ -183,7 +203,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
             step += 1
             pending.append((step, metrics["loss"]))
             if step % config.log_every_steps == 0 or step == total_steps:
-                _check_finite(pending)
+                _check_finite(pending, stage, manager)
                 pending = []
                 scalars = jax.device_get(metrics)
                 scalars["img_per_s"] = progress.update(step, scalars)
@@ -196,20 +216,22 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 progress.evaluation(step, scalar_metrics(eval_result),
                                     "validation" if selecting else "test")
                 if improved:  # the selected model, tested at the end
+                    _check_finite(pending, stage, manager, state, step)
                     _save_export(config, stage, paths.join(workdir, BEST_EXPORT), state.params,
                                  train_source)
             preempted = stop.reached(step)  # every process, every step
             stopping = preempted or step == stop_after
             # A new best is checkpointed too, so a resumed run's history reaches it.
             if checkpoint.save(manager, step, state, train_iter,
-                               force=stopping or step == total_steps or improved):
+                               force=stopping or step == total_steps or improved,
+                               before=lambda: _check_finite(pending, stage, manager, state, step)):
                 writer.flush()  # the log in a bucket never lags behind the checkpoint
             if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",
                                 stage, step)
                 return {"stopped_at": step, "state": state, "preempted": preempted}
-        _check_finite(pending)
+        _check_finite(pending, stage, manager)
     finally:
         profiler.stop()
         stop.close()

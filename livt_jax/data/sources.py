@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image
 
 from livt_jax import paths
+from livt_jax.data import cache_manifest
+from livt_jax.data.cache_manifest import cache_files
 
 class LabelledSource:
     """Base class: the class statistics every source exposes, from ``labels``."""
@@ -172,13 +174,33 @@ def split_list_line(path: str, record: int) -> int:
     raise IndexError(f"{path} has no record {record}")
 
 
+def _to_8_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (modes ``I;16``, ``I;16B``, ..., or ``I`` holding 0..65535)
+    as 8-bit ``L`` by its high byte (value >> 8); any other image unchanged.
+
+    Pillow's own ``convert('L')`` clips such values at 255 (a dark 16-bit image turns
+    white). The high byte is what Pillow keeps of a 16-bit RGB(A) PNG, so a 16-bit
+    image decodes alike in gray and in colour.
+    """
+    if not img.mode.startswith("I"):
+        return img
+    values = np.asarray(img)  # uint16 of either byte order, or int32 for mode I
+    if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+        raise ValueError(f"{img.mode} image with values in [{values.min()}, {values.max()}]; "
+                         "expected 8-bit or 16-bit (0..65535) pixels")
+    return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8))  # mode L
+
+
 def decode_image(path: str, in_chans: int) -> np.ndarray:
-    """Decodes a JPEG/PNG/... file to uint8 (H, W, in_chans) (RGB for 3, L for 1)."""
+    """Decodes a JPEG/PNG/... file to uint8 (H, W, in_chans) (RGB for 3, L for 1).
+
+    8-bit files keep their values; 16-bit ones keep the high byte (``_to_8_bit``).
+    """
     modes = {1: "L", 3: "RGB"}
     if in_chans not in modes:
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
     with Image.open(io.BytesIO(paths.read_bytes(path, "an image file"))) as img:
-        return _with_channel_axis(np.asarray(img.convert(modes[in_chans])))
+        return _with_channel_axis(np.asarray(_to_8_bit(img).convert(modes[in_chans])))
 
 
 class ImageFilesSource(LabelledSource):
@@ -316,28 +338,19 @@ def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
                          "with python -m livt_jax.tools.cache") from e
 
 
-def cache_files(cache_dir: str, split: str) -> tuple[str, str]:
-    """Paths of a cached split: (images .npy, labels .npy)."""
-    return (
-        os.path.join(cache_dir, f"{split}_images.npy"),
-        os.path.join(cache_dir, f"{split}_labels.npy"),
-    )
-
-
 class CacheSource(LabelledSource):
     """A split written by ``python -m livt_jax.tools.cache``, memory-mapped.
 
     Layout of ``cache_dir``: ``{split}_images.npy`` uint8 (N, R, R, C),
     ``{split}_labels.npy`` int64 (N,), ``manifest.json`` (class names, build
-    settings, each split's count, image shape and labels checksum; see
-    ``cache_manifest``). Opening checks both arrays against the manifest and
-    names a missing, truncated or mismatched file. The image array is
+    settings, each split's count and image shape, each file's checksum; see
+    ``cache_manifest``, which says when the checksums are verified). Opening checks
+    both arrays against the manifest and names a missing, truncated, swapped or
+    mismatched file. The image array is
     memory-mapped (again after unpickling in a worker process).
     """
 
     def __init__(self, cache_dir: str, split: str):
-        from livt_jax.data import cache_manifest  # pylint: disable=import-outside-toplevel
-
         if paths.is_url(cache_dir):
             raise ValueError(
                 f"the cache {cache_dir} is in a bucket, but a cache is memory-mapped and must be "

@@ -20,6 +20,7 @@ from a cache does. A benchmark, not a test.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
 
@@ -28,18 +29,27 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from livt_jax import config_lib, console, mesh as mesh_lib, stage as stage_lib
+from livt_jax import config_checks, config_lib, console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
+DEFAULT_CONFIG = "imagenet_lt"
 _CONFIG = config_lib.define_config_flag(
-    "imagenet_lt", "Config whose model/optimizer are timed (a shipped name or a file, [:ARG]).")
-_STAGES = flags.DEFINE_list("stages", ["finetune", "pretrain"], "Stages to time.")
-_BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation included).")
+    None, "Config whose model/optimizer are timed (a shipped name or a file, [:ARG]; "
+    f"default {DEFAULT_CONFIG}).")
+_STAGES = flags.DEFINE_list("stages", ["finetune", "pretrain"],
+                            f"Stages to time, of {stage_lib.TRAIN_STAGES}.")
+_BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation included).",
+                               lower_bound=0)
 _DTYPE = flags.DEFINE_string("dtype", "bfloat16", "Compute dtype (overrides model.dtype).")
 _COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time the timm/PyTorch step.")
+_TRACEBACK = flags.DEFINE_bool("traceback", False,
+                               "On an error, raise with the full traceback instead of one line.")
+flags.register_validator(
+    "stages", lambda stages: bool(stages) and set(stages) <= set(stage_lib.TRAIN_STAGES),
+    message=f"expected stages of {stage_lib.TRAIN_STAGES}, comma-separated")
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -195,21 +205,43 @@ def format_table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    config = _CONFIG.value.copy_and_resolve_references()
-    config.model.dtype = _DTYPE.value
-    rows = [benchmark_stage(config, stage, _BATCH.value, _STEPS.value, _WARMUP.value)
-            for stage in _STAGES.value]
-    if _COMPARE_TORCH.value:
-        rows.append(torch_reference(config, _BATCH.value, _STEPS.value, _WARMUP.value))
-    print(format_table(rows, gemm_peak_flops()), flush=True)
+def main(argv) -> int:
+    """Errors end with one line (`console.report_error`): exit 2 for a flag or a config
+    file that does not load (`console.parse_flags` for the flags), 1 for a failure while
+    building or timing the step."""
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return console.USAGE_ERROR
+    try:
+        config = _CONFIG.value.copy_and_resolve_references()
+        config.model.dtype = _DTYPE.value
+    except Exception as e:  # pylint: disable=broad-except  # a config file that does not load
+        return _fail(e, usage=True)
+    try:
+        rows = [benchmark_stage(config, stage, _BATCH.value, _STEPS.value, _WARMUP.value)
+                for stage in _STAGES.value]
+        if _COMPARE_TORCH.value:
+            rows.append(torch_reference(config, _BATCH.value, _STEPS.value, _WARMUP.value))
+        print(format_table(rows, gemm_peak_flops()), flush=True)
+    except Exception as e:  # pylint: disable=broad-except
+        return _fail(e, usage=isinstance(e, config_checks.ConfigError))
+    return 0
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    return console.parse_flags(argv, default_config=DEFAULT_CONFIG)
+
+
+def _fail(error: Exception, usage: bool) -> int:
+    if _TRACEBACK.value:
+        raise error
+    return console.report_error(error, usage)
 
 
 def run() -> None:
     """The `livt-benchmark` console command."""
-    console.run(main, __name__)
+    console.run(main, __name__, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -3,8 +3,12 @@
 The build is atomic: every split is written into a temporary folder beside
 ``--out``, which replaces the old cache only when all splits succeeded (an image
 that does not decode stops the build naming its file, and the old cache stays
-as it was). A ``manifest.json`` (splits, counts, classes, build settings,
-labels checksums) written last marks the cache complete; loading checks it.
+as it was). A ``manifest.json`` (splits, counts, classes, build settings, a
+checksum of each file) written last marks the cache complete; loading checks it.
+``--out`` must be a new (or empty) folder or an existing cache: anything else
+(a file, a folder of other things, the data itself) is refused with exit status 2
+before any work, so the build never deletes what it did not write.
+``livt-cache --verify DIR`` checks every file of a cache against its checksum.
 
 Each image is resized so its shorter side is ``--resize-shorter`` R (bicubic)
 and centre-cropped to R x R (the crop drops the ends of the longer side; with
@@ -32,23 +36,29 @@ Long-tailed subsampling is not applied here; the cache holds the full split.
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 import time
 from typing import Sequence
 
 import numpy as np
 
-from livt_jax import config_lib, paths
-from livt_jax.data import augment, pipeline
-from livt_jax.data.cache_manifest import write_manifest
-from livt_jax.data.sources import LabelledSource, cache_files
+from livt_jax import config_lib, console, paths
+from livt_jax.data import augment, cache_manifest, pipeline
+from livt_jax.data.cache_manifest import MANIFEST_FILE, cache_files, write_manifest
+from livt_jax.data.sources import LabelledSource
 
 CACHE_SOURCES = ("tfds", "split_list", "image_folder", "animal_mnist")
+
+
+class OutRefused(ValueError):
+    """``--out`` names something a build could not replace without deleting what the
+    user made; nothing was written."""
 
 
 def cached_image(image: np.ndarray, resize_shorter: int) -> np.ndarray:
@@ -109,15 +119,58 @@ def write_split(source: LabelledSource, out_dir: str, split: str, resize_shorter
     return first.shape
 
 
+def _is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (both real, absolute paths)."""
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _cache_contents(out_dir: str) -> set[str]:
+    """The files a cache build writes in ``out_dir``, per its manifest (any format)."""
+    try:
+        with open(os.path.join(out_dir, MANIFEST_FILE), encoding="utf-8") as f:
+            splits = json.load(f)["splits"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise OutRefused(f"--out {out_dir} holds a {MANIFEST_FILE} that is not a cache manifest "
+                         f"({e}); choose another --out (nothing was changed)") from e
+    return {MANIFEST_FILE} | {os.path.basename(p) for split in splits for p in cache_files(out_dir, split)}
+
+
+def check_out(out_dir: str, data_dir: str | None) -> None:
+    """Raises OutRefused unless ``out_dir`` is new, an empty folder or an existing cache
+    holding only what a build wrote, and lies outside ``data_dir``."""
+    def refuse(what: str) -> OutRefused:
+        return OutRefused(f"--out {out_dir} {what}; livt-cache writes only into a new folder or "
+                          "an existing cache (nothing was changed)")
+
+    if data_dir and not paths.is_url(data_dir) and _is_within(
+            os.path.realpath(out_dir), os.path.realpath(data_dir)):
+        raise refuse(f"is --data-dir {data_dir} or inside it, and a build replaces its --out")
+    if os.path.islink(out_dir) or (os.path.lexists(out_dir) and not os.path.isdir(out_dir)):
+        raise refuse("is an existing file or link")
+    if not os.path.isdir(out_dir) or not (contents := set(os.listdir(out_dir))):
+        return
+    if MANIFEST_FILE not in contents:
+        raise refuse(f"is an existing folder that is not a cache (it holds {len(contents)} "
+                     f"entries, e.g. {min(contents)!r}, and no {MANIFEST_FILE})")
+    if extra := sorted(contents - _cache_contents(out_dir)):
+        raise refuse(f"is a cache that also holds {extra[:3]} (not written by livt-cache); "
+                     "move them out first or choose another --out")
+
+
 def _replace_folder(new: str, out_dir: str) -> None:
-    """Puts the complete folder ``new`` at ``out_dir``, then deletes the old cache."""
-    old = None
-    if os.path.exists(out_dir):
-        old = f"{out_dir}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(new, out_dir)
-    if old:
-        shutil.rmtree(old)
+    """Puts the complete folder ``new`` at ``out_dir``, then deletes the old cache (which
+    ``check_out`` allowed); if the swap fails, the old cache is put back."""
+    if not os.path.exists(out_dir):
+        os.replace(new, out_dir)
+        return
+    old = tempfile.mkdtemp(prefix=f"{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
+    os.replace(out_dir, old)
+    try:
+        os.replace(new, out_dir)
+    except OSError:
+        os.replace(old, out_dir)
+        raise
+    shutil.rmtree(old)
 
 
 def build_cache(
@@ -126,11 +179,13 @@ def build_cache(
 ) -> None:
     """Writes every split of ``splits`` (``NAME`` or ``NAME=WHAT``) and the manifest into a
     temporary folder, then replaces ``out_dir`` with it; on any error ``out_dir`` is untouched.
-    The sources may be read from a bucket; ``out_dir`` must be local (memory-mapped later)."""
+    The sources may be read from a bucket; ``out_dir`` must be local (memory-mapped later).
+    Raises OutRefused (before reading anything) for an ``out_dir`` that ``check_out`` refuses."""
     if paths.is_url(out_dir):
-        raise ValueError(f"--out {out_dir}: a cache is memory-mapped and must be written to "
+        raise OutRefused(f"--out {out_dir}: a cache is memory-mapped and must be written to "
                          "local disk (copy it to a bucket afterwards if you want it there)")
     out_dir = os.path.normpath(out_dir)
+    check_out(out_dir, data_dir)
     opened = {}
     for spec in splits:
         split, _, what = spec.partition("=")
@@ -140,8 +195,8 @@ def build_cache(
     # Split lists name classes "0".."K-1" from their own labels: keep the longest list.
     class_names = max((s.class_names for s in opened.values()), key=len)
     os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
-    building = f"{out_dir}.building-{os.getpid()}"
-    os.makedirs(building)
+    building = tempfile.mkdtemp(prefix=f"{os.path.basename(out_dir)}.building-",
+                                dir=os.path.dirname(os.path.abspath(out_dir)))
     try:
         written = {}
         for split, split_source in opened.items():
@@ -156,29 +211,47 @@ def build_cache(
         shutil.rmtree(building, ignore_errors=True)
 
 
+def verify_cache(folder: str) -> int:
+    """``--verify``: every file of the cache against its checksum; prints one line."""
+    bad = cache_manifest.verify(folder)
+    if bad:
+        print(f"error: cache {folder}: {', '.join(bad)} do(es) not match the manifest's checksum; "
+              "rebuild it", file=sys.stderr)
+        return console.RUNTIME_ERROR
+    print(f"cache {folder}: every file matches its checksum")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
+    parser = console.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
                                      + " (also run as `python -m livt_jax.tools.cache`)")
-    parser.add_argument("--source", required=True, choices=CACHE_SOURCES)
+    parser.add_argument("--source", choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir / image root / pickles folder")
-    parser.add_argument("--split", action="append", required=True, help="NAME or NAME=WHAT; repeatable")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--split", action="append", help="NAME or NAME=WHAT; repeatable")
+    parser.add_argument("--out", help="output folder: a new folder or an existing cache")
     parser.add_argument("--resize-shorter", type=int, default=256, help="R (0 = keep sizes)")
     parser.add_argument("--in-chans", type=int, default=3, choices=(1, 3))
     parser.add_argument("--workers", type=int, default=0, help="decode processes (0 = in-process)")
+    parser.add_argument("--verify", metavar="DIR",
+                        help="instead of building: check every file of the cache DIR in full")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    outcome = ""  # what a failure leaves at --out
     try:
+        if args.verify:
+            return verify_cache(args.verify)
+        if not (args.source and args.split and args.out):
+            raise OutRefused("--source, --split and --out are required (or --verify DIR)")
+        outcome = (f" (the cache at {args.out} was left unchanged)" if os.path.exists(args.out)
+                   else f" (nothing was written at {args.out})")
         build_cache(
             args.source, args.split, args.out, name=args.name, data_dir=args.data_dir,
             resize_shorter=args.resize_shorter, in_chans=args.in_chans, workers=args.workers,
         )
     except (ValueError, OSError) as e:
-        print(f"error: {e} (the cache at {args.out} was left unchanged)", file=sys.stderr)
-        return 1
+        return console.report_error(e, usage=isinstance(e, OutRefused), hint=outcome)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from typing import Any
 
 import ml_collections
 import numpy as np
 
-from livt_jax import config_lib
-from livt_jax.data import pipeline
+from livt_jax import config_lib, console
+from livt_jax.data import augment, pipeline
 from livt_jax.data.cache_manifest import write_manifest
 from livt_jax.data.sources import CacheSource, cache_files
 
@@ -116,8 +118,34 @@ def time_timm(config, images: np.ndarray, num_images: int, clock=time.perf_count
     return timm_transform.images_per_second(transform, images[:num_images], clock=clock)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _names_of(allowed: tuple[str, ...]):
+    """An argparse type: a comma-separated list of names from ``allowed``."""
+    def parse(text: str) -> list[str]:
+        names = text.split(",")
+        if bad := [n for n in names if n not in allowed]:
+            raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {allowed}")
+        return names
+    return parse
+
+
+def _synthetic(text: str) -> tuple[int, int]:
+    try:
+        num_images, side = (_positive_int(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N,R with N, R > 0") from e
+    return num_images, side
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags; a bad one ends with one line and exit status 2 (``console.ArgumentParser``)."""
+    parser = console.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="config file PATH[:ARG] (else the flags below)")
     parser.add_argument("--stage", default="finetune", choices=("pretrain", "finetune"))
     parser.add_argument("--source", default="animal_mnist")
@@ -126,15 +154,17 @@ def main(argv=None) -> None:
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--imbalance-ratio", type=float, default=1.0)
-    parser.add_argument("--image-size", type=int, default=28)
-    parser.add_argument("--in-chans", type=int, default=1)
+    parser.add_argument("--image-size", type=_positive_int, default=28)
+    parser.add_argument("--in-chans", type=int, default=1, choices=(1, 3))
     parser.add_argument("--sampler", default="instance")
-    parser.add_argument("--synthetic", help="N,R: N random R x R RGB images in a temporary cache")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--synthetic", type=_synthetic,
+                        help="N,R: N random R x R RGB images in a temporary cache")
+    parser.add_argument("--batch-size", type=_positive_int, default=256)
+    parser.add_argument("--steps", type=_positive_int, default=20)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--kinds", default="mgp,bft", help="augmentation kinds to time")
-    parser.add_argument("--augment-on", default="host",
+    parser.add_argument("--kinds", type=_names_of(augment.AUG_KINDS), default="mgp,bft",
+                        help="augmentation kinds to time")
+    parser.add_argument("--augment-on", type=_names_of(("host", "device")), default="host",
                         help="host,device: where the augmentation runs (device = data.device_augment: "
                              "the loader only reads and stacks uint8 images)")
     parser.add_argument("--cpu-time", action="store_true",
@@ -142,48 +172,69 @@ def main(argv=None) -> None:
     parser.add_argument("--vs-timm", action="store_true",
                         help="one core; also time timm's BFT transform on the same images")
     args = parser.parse_args(argv)
-    if args.vs_timm and (not args.synthetic or "bft" not in args.kinds.split(",") or args.workers):
+    if args.vs_timm and (not args.synthetic or "bft" not in args.kinds or args.workers):
         parser.error("--vs-timm compares on --synthetic images, needs 'bft' in --kinds and --workers 0")
+    return args
+
+
+def open_data(args, folder: str) -> tuple[ml_collections.ConfigDict, Any, str]:
+    """(the data config, the source to read, its label in the table); a synthetic cache
+    is written into ``folder``."""
+    config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
+    config.data.worker_count = args.workers
+    if not args.synthetic:
+        return config, pipeline.load_sources(config.data).train, config.data.source
+    num_images, side = args.synthetic
+    config.data.in_chans = 3
+    config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
+    return config, synthetic_cache(folder, num_images, side), f"synthetic cache {side}px"
+
+
+def main(argv=None) -> int:
+    """Runs the benchmark; returns the exit status. Data or a config that cannot be opened
+    ends with one line and status 2, a failure while timing with one line and status 1."""
+    args = parse_args(argv)
     # On one core, images per CPU-second is images/s per core, and other jobs sharing
     # the core do not count against either side.
     clock = time.process_time if args.vs_timm or args.cpu_time else time.perf_counter
     if args.vs_timm:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-    config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
-    config.data.worker_count = args.workers
     with tempfile.TemporaryDirectory() as folder:
-        if args.synthetic:
-            num_images, side = (int(v) for v in args.synthetic.split(","))
-            source, label = synthetic_cache(folder, num_images, side), f"synthetic cache {side}px"
-            config.data.in_chans = 3
-            config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
-        else:
-            source, label = pipeline.load_sources(config.data).train, config.data.source
-        cores = max(args.workers, 1)
-        print(f"{'source':<24} {'aug':<4} {'on':<6} {'size':>5} {'batch':>6} {'img/s':>9} "
-              f"{'img/s/core':>11}")
-        rates = {}
-        for place in args.augment_on.split(","):
-            if place not in ("host", "device"):
-                raise ValueError(f"--augment-on takes 'host' and/or 'device', got {place!r}")
-            config.data.device_augment = place == "device"
-            for kind in args.kinds.split(","):
-                config.aug.kind = kind
-                rate = time_loader(config, source, args.batch_size, args.steps, clock)
-                rates.setdefault(kind, rate)  # --vs-timm compares the host path
-                print(f"{label:<24} {kind:<4} {place:<6} {config.data.image_size:>5} "
-                      f"{args.batch_size:>6} {rate:>9.0f} {rate / cores:>11.0f}")
-                if place == "device":
-                    rate = time_device_transform(config, source, args.batch_size, args.steps, clock)
-                    print(f"{label:<24} {kind:<4} {'jit':<6} {config.data.image_size:>5} "
-                          f"{args.batch_size:>6} {rate:>9.1f} {rate:>11.1f}")
-        if args.vs_timm:
-            rate = time_timm(config, source.images, args.batch_size * args.steps, clock)
-            print(f"{'timm ' + label:<24} {'bft':<4} {'host':<6} {config.data.image_size:>5} {1:>6} "
-                  f"{rate:>9.0f} {rate:>11.0f}")
-            print(f"ours / timm, bft, one core: {rates['bft'] / rate:.2f}x")
+        try:
+            config, source, label = open_data(args, folder)
+        except (ValueError, OSError) as e:
+            return console.report_error(e, usage=True)
+        try:
+            time_all(args, config, source, label, clock)
+        except (ValueError, OSError, RuntimeError) as e:
+            return console.report_error(e, usage=False, hint="")
+    return 0
+
+
+def time_all(args, config, source, label: str, clock) -> None:
+    """Prints one row per place and augmentation kind (and timm's with ``--vs-timm``)."""
+    cores = max(args.workers, 1)
+    print(f"{'source':<24} {'aug':<4} {'on':<6} {'size':>5} {'batch':>6} {'img/s':>9} "
+          f"{'img/s/core':>11}")
+    rates = {}
+    for place in args.augment_on:
+        config.data.device_augment = place == "device"
+        for kind in args.kinds:
+            config.aug.kind = kind
+            rate = time_loader(config, source, args.batch_size, args.steps, clock)
+            rates.setdefault(kind, rate)  # --vs-timm compares the host path
+            print(f"{label:<24} {kind:<4} {place:<6} {config.data.image_size:>5} "
+                  f"{args.batch_size:>6} {rate:>9.0f} {rate / cores:>11.0f}")
+            if place == "device":
+                rate = time_device_transform(config, source, args.batch_size, args.steps, clock)
+                print(f"{label:<24} {kind:<4} {'jit':<6} {config.data.image_size:>5} "
+                      f"{args.batch_size:>6} {rate:>9.1f} {rate:>11.1f}")
+    if args.vs_timm:
+        rate = time_timm(config, source.images, args.batch_size * args.steps, clock)
+        print(f"{'timm ' + label:<24} {'bft':<4} {'host':<6} {config.data.image_size:>5} {1:>6} "
+              f"{rate:>9.0f} {rate:>11.0f}")
+        print(f"ours / timm, bft, one core: {rates['bft'] / rate:.2f}x")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

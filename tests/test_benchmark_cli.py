@@ -1,0 +1,53 @@
+"""The benchmarks' bad input: one line on stderr, exit status 2, no traceback, nothing timed."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e  # each case runs a command
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 600  # seconds; the machine may be loaded
+
+
+def run_module(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=TIMEOUT,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def assert_usage_error(result, *expected):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert "img/s" not in result.stdout  # nothing was timed
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config.model.varient=B"], ["unknown config key 'model.varient'", "'model.variant'"]),
+    (["--config=configs/demo.py", "--config.finetune.blr=1"], ["did you mean 'finetune.optim.blr'"]),
+    (["--stages=finetune,eval"], ["--stages", "('pretrain', 'finetune')"]),
+    (["--batch=0"], ["--batch=0"]),
+    (["--config=configs/nope.py"], ["configs/nope.py"]),
+])
+def test_train_step_benchmark_usage_errors(args, expected):
+    assert_usage_error(run_module("livt_jax.tools.benchmark", *args), *expected)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--imge-size", "3"], ["unrecognized arguments: --imge-size"]),
+    (["--kinds", "mgp,bfr"], ["--kinds", "'bfr' is not one of ('mgp', 'bft')"]),
+    (["--stage", "eval"], ["--stage", "'eval'"]),
+    (["--batch-size", "0"], ["--batch-size", "0 must be > 0"]),
+    (["--synthetic", "100"], ["--synthetic", "'100' is not N,R"]),
+    (["--data-dir", "{tmp}/nowhere"], ["{tmp}/nowhere"]),
+    (["--source", "split_list", "--data-dir", "{tmp}/nowhere"], ["split list 'train' not found"]),
+    (["--config", "{tmp}/nope.py"], ["config file '{tmp}/nope.py' not found"]),
+])
+def test_input_pipeline_benchmark_usage_errors(tmp_path, args, expected):
+    fill = lambda text: text.replace("{tmp}", str(tmp_path))  # noqa: E731
+    result = run_module("livt_jax.tools.data_benchmark", *map(fill, args))
+    assert_usage_error(result, *map(fill, expected))
