@@ -137,7 +137,10 @@ def test_failed_rebuild_leaves_the_old_cache_as_it_was(image_folder, tmp_path, c
     ("fewer_labels", r"train_labels.npy has 5 labels, the manifest 6"),
     ("other_labels", r"train_labels.npy does not match the manifest's checksum"),
     ("fewer_images", r"train_images.npy has shape \(5, 8, 8, 3\), the manifest \(6, 8, 8, 3\)"),
-    ("no_manifest", r"manifest.json' is missing.*not a complete cache"),
+    ("no_manifest", r"manifest.json' is missing.*not a complete cache.*`livt-cache --source "),
+    ("no_images", r"train_images.npy' is missing: rebuild the cache with `livt-cache --source "
+                  r"split_list --data-dir DIR --split train=\S+train.txt --split test=\S+test.txt "
+                  r"--resize-shorter 8 --out \S+tiny`"),
 ])
 def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message):
     folder, _ = image_folder
@@ -152,7 +155,19 @@ def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message)
         np.save(out / "train_labels.npy", labels[::-1])
     elif damage == "fewer_images":
         np.save(out / "train_images.npy", np.load(out / "train_images.npy")[:5])
+    elif damage == "no_images":
+        os.remove(out / "train_images.npy")
     else:
         os.remove(out / "manifest.json")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         CacheSource(str(out), "train")
+
+
+def test_unknown_cache_split_names_the_cache_splits(image_folder, tmp_path):
+    """A config whose split names are not the cache's (the split-list file names, say)."""
+    folder, _ = image_folder
+    out = tmp_path / "caches" / "tiny"
+    assert build(folder, out) == 0
+    with pytest.raises(FileNotFoundError, match=r"has no split 'ImageNet_LT_train.txt'; it holds "
+                                                r"\['test', 'train'\] \(set data.train_split"):
+        CacheSource(str(out), "ImageNet_LT_train.txt")
