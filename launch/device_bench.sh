@@ -13,8 +13,17 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+USAGE="usage: $0 OUT_DIR [--size full|tiny] [--budget-s S] [--only A,B]
+  installs the wheelhouse offline, then runs 'python -m livt_jax.device_bench run --out OUT_DIR'
+  with the options given (python -m livt_jax.device_bench run --help lists them).
+  Environment: PYTHON (default python3), WHEELHOUSE (default <checkout>/wheelhouse),
+  LIVT_SITE (default /tmp/livt_site)."
+if [[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]]; then
+  echo "$USAGE"
+  exit 0
+fi
 if [[ $# -lt 1 || "$1" == -* ]]; then
-  echo "usage: $0 OUT_DIR [--size full|tiny] [--budget-s S] [--only A,B]" >&2
+  echo "$USAGE" >&2
   exit 2
 fi
 OUT_DIR=$1

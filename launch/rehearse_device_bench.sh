@@ -14,8 +14,16 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+USAGE="usage: $0 OUT_DIR
+  the GPU kit (launch/device_bench.sh --size tiny) on the CPU, in a Python 3.12 stand-in for
+  the GPU image (built once from the package index; versions from launch/gpu_image_packages.txt).
+  Environment: PYTHON312 (default python3.12), REHEARSAL_VENV (default <checkout>/.rehearsal/venv)."
+if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
+  echo "$USAGE"
+  exit 0
+fi
 if [[ $# -ne 1 || "$1" == -* ]]; then
-  echo "usage: $0 OUT_DIR" >&2
+  echo "$USAGE" >&2
   exit 2
 fi
 OUT_DIR=$1

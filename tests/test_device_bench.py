@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from livt_jax import device_bench
+from tests import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
@@ -167,6 +168,15 @@ def test_wheelhouse_keeps_only_what_the_image_lacks():
         "grain": "0.2.18", "ml-collections": "1.1.0"}
     assert wheelhouse.normalize("Ml_Collections") == "ml-collections"
     assert wheelhouse.wheel_name(Path("ml_collections-1.1.0-py3-none-any.whl")) == "ml-collections"
+
+
+@pytest.mark.parametrize("script", ["device_bench.sh", "rehearse_device_bench.sh", "gpu_host.sh",
+                                    "tpu_pod.sh", "slurm.sbatch"])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_every_launch_script_prints_usage_on_help(script, flag):
+    out = subprocess.run(["bash", str(ROOT / "launch" / script), flag], capture_output=True,
+                         text=True, timeout=procs.scaled(60))
+    assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stdout + out.stderr
 
 
 def test_device_bench_script_refuses_bad_calls(tmp_path):
