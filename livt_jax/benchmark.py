@@ -29,13 +29,15 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from livt_jax import console, mesh as mesh_lib, stage as stage_lib
+from livt_jax import config_lib, console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
+# The default, ViT-B/16 with the release's hyper-parameters, is config_lib's own
+# `get_config`: it is there in every install, checkout or not.
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/imagenet_lt.py", "Config whose model/optimizer are timed.",
-    lock_config=True)
+    "config", config_lib.__file__, "Config whose model/optimizer are timed (default: the base "
+    "config, ViT-B/16 and MAE-B as in configs/imagenet_lt.py).", lock_config=True)
 _STAGES = flags.DEFINE_list("stages", ["finetune", "pretrain"], "Stages to time.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")

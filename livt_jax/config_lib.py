@@ -84,6 +84,12 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def get_config() -> ml_collections.ConfigDict:
+    """`base_config()`, so that this file is a config file too (`--config PATH/config_lib.py`):
+    the default of commands that need only a model and optimizer (`livt-benchmark`)."""
+    return base_config()
+
+
 def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
     """`PATH[:ARG]` -> the file's `get_config(ARG)`, loaded (and locked) by the parser
     `config_flags.DEFINE_config_file` uses, for entry points without absl flags."""
