@@ -159,13 +159,40 @@ def test_torch_reference_step_runs(stage):
 
 # ----------------------------------------------------------------------------- wheelhouse + scripts
 
-def test_wheelhouse_keeps_only_what_the_image_lacks():
-    image = wheelhouse.image_packages()
-    assert {"jax", "jaxlib", "torch", "flax", "optax", "orbax-checkpoint", "numpy"} <= image
-    assert not {"grain", "ml-collections", "tensorflow-datasets"} & image
-    resolved = {"jax": "0.11.2", "grain": "0.2.18", "ml-collections": "1.1.0", "livt-jax": "0.1"}
-    assert wheelhouse.missing_from_image(resolved, image, "livt_jax") == {
-        "grain": "0.2.18", "ml-collections": "1.1.0"}
+def metadata(name, version, *requires):
+    return {"name": name, "version": version, "requires_dist": list(requires)}
+
+
+def test_wheelhouse_carries_every_lower_bounded_requirement():
+    """Image packages are carried when a requirement bounds them from below (the image's
+    version may be too old), and so are the requirements of what is carried; never jax or
+    torch; requirements under another Python or an extra not asked for are not followed."""
+    resolved = {d["name"]: d for d in [
+        metadata("livt-jax", "0.1", "jax>=0.7.1", "orbax-checkpoint>=0.11.30", "grain>=0.2.9",
+                 "matplotlib", "etils[epath-gcs]>=1.7", "chex>=0.1.88; extra == 'test'"),
+        metadata("jax", "0.11.2", "jaxlib==0.11.2"),
+        metadata("orbax-checkpoint", "0.12.8", "protobuf", "msgpack>=1.0"),
+        metadata("grain", "0.2.18", "cloudpickle", "dm-tree; python_version < '3.10'"),
+        metadata("matplotlib", "3.10.0", "numpy>=1.23"),
+        metadata("etils", "1.14.0", "gcsfs; extra == 'epath-gcs'", "zipp; extra == 'epath'"),
+        metadata("gcsfs", "2026.9.0", "fsspec==2026.9.0"),
+        metadata("fsspec", "2026.9.0"), metadata("msgpack", "1.1.0"), metadata("protobuf", "6.0"),
+        metadata("cloudpickle", "3.1.0"), metadata("chex", "0.1.90"), metadata("numpy", "2.3.0"),
+        metadata("dm-tree", "0.1.9"), metadata("zipp", "3.0")]}
+    image = {"jax", "jaxlib", "orbax-checkpoint", "matplotlib", "etils", "fsspec", "msgpack",
+             "protobuf", "cloudpickle", "numpy", "zipp"}
+    assert wheelhouse.carried(resolved, image, "livt_jax") == {
+        "etils": "1.14.0", "fsspec": "2026.9.0", "gcsfs": "2026.9.0", "grain": "0.2.18",
+        "msgpack": "1.1.0", "orbax-checkpoint": "0.12.8"}
+
+
+def test_wheelhouse_image_list_records_known_versions():
+    image = wheelhouse.read_image_list()
+    assert {"flax", "optax", "orbax-checkpoint", "fsspec"} <= set(image)
+    assert not {"grain", "ml-collections", "tensorflow-datasets"} & set(image)
+    known = {name: version for name, version in image.items() if version}
+    assert known == {"jax": "0.11.2", "jaxlib": "0.11.2", "torch": "2.11.0",
+                     "torchvision": "0.26.0", "numpy": "2.5.2", "safetensors": "0.8.0"}
     assert wheelhouse.normalize("Ml_Collections") == "ml-collections"
     assert wheelhouse.wheel_name(Path("ml_collections-1.1.0-py3-none-any.whl")) == "ml-collections"
 
