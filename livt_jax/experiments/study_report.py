@@ -172,7 +172,7 @@ def format_report(results: Mapping[str, Any], arms: Sequence[Arm], title: str) -
     parts = [f"# {title}", "",
              "Final epoch (test top-1 %, mean ± std over seeds):", "",
              format_table(results, arms, "final"), "",
-             "Best epoch by test top-1 (reported separately, SPEC §6):", "",
+             "Best epoch by test top-1 (reported separately, as the release's logs do):", "",
              format_table(results, arms, "best"), "",
              "Convergence (mean test top-1 per epoch, loss comparison):", "",
              format_convergence(results), ""]
