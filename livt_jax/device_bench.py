@@ -197,9 +197,9 @@ def host_section(size: str) -> dict:
     """Host BFT augmentation per core, ours vs timm's, via the data benchmark's ``--vs-timm``."""
     spec = SIZES[size]["host"]
     argv = [sys.executable, "-m", "livt_jax.data.benchmark", "--synthetic",
-               f"{spec['images']},{spec['side']}", "--image-size", str(spec["image_size"]),
-               "--batch-size", str(spec["batch"]), "--steps", str(spec["steps"]),
-               "--kinds", "bft", "--vs-timm"]
+            f"{spec['images']},{spec['side']}", "--image-size", str(spec["image_size"]),
+            "--batch-size", str(spec["batch"]), "--steps", str(spec["steps"]),
+            "--kinds", "bft", "--vs-timm"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     print(out, flush=True)
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
