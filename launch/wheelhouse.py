@@ -2,12 +2,13 @@
 
 Resolves livt-jax's dependencies for CPython 3.12 on manylinux x86-64 (the lent
 GPU machines' image) with pip's resolver and downloads into OUT a wheel for
-every distribution the install may need from it: each one the image lacks
-(`gpu_image_packages.txt`), and each one the image holds but a requirement
-bounds from below (the image's version is unknown or may be too old: e.g.
-orbax-checkpoint>=0.11.30, or the fsspec that the carried gcsfs pins), except
-the image's own jax, jaxlib and torch, which the kit measures and never
-replaces. The requirements of carried distributions are followed too.
+every distribution the install may need from it, walking requirements from
+livt-jax: each one the image lacks (`gpu_image_packages.txt`), with its own
+requirements in turn (e.g. the fsspec that the carried gcsfs pins); and each
+one the image holds that a requirement bounds from below (orbax-checkpoint>=
+0.11.30, ...), unless the image's recorded version satisfies the bound, as an
+upgrade candidate for an image whose version may be too old. Never the image's
+own jax, jaxlib and torch, which the kit measures and never replaces.
 `OUT/requirements.txt` holds livt-jax's own requirements (setup.py's, with
 their bounds) and `OUT/from_image.txt` the distributions left to the image.
 The GPU kit (`launch/device_bench.sh`) installs with
@@ -103,23 +104,36 @@ def has_lower_bound(req: Requirement) -> bool:
     return any(spec.operator in (">=", ">", "==", "~=", "===") for spec in req.specifier)
 
 
-def carried(resolved: dict[str, dict], image: set[str], project_name: str) -> dict[str, str]:
-    """{name: version} to carry: walking requirements from the project, every distribution
-    the image lacks or that a requirement bounds from below (NEVER_REPLACED excepted), and
-    the requirements of each carried one in turn."""
+def carried(resolved: dict[str, dict], image: dict[str, str | None],
+            project_name: str) -> dict[str, str]:
+    """{name: version} to carry. Walking requirements from the project: every distribution
+    the image lacks (and, in turn, its requirements), and every one it holds that a
+    requirement bounds from below unless the image's recorded version satisfies it (an
+    upgrade candidate: of its requirements only those of the extras asked for are followed,
+    e.g. etils[epath-gcs] -> gcsfs; the image's others are assumed to fit it).
+    ``image``: {name: recorded version or None}; NEVER_REPLACED are never carried."""
     carry: dict[str, str] = {}
-    todo, seen = [(normalize(project_name), frozenset())], set()
+    todo, seen = [(normalize(project_name), frozenset(), False)], set()
     while todo:
-        name, extras = todo.pop()
-        if (name, extras) in seen:
+        name, extras, extras_only = todo.pop()
+        if (name, extras, extras_only) in seen:
             continue
-        seen.add((name, extras))
-        for req in requirements_of(resolved[name], extras):
+        seen.add((name, extras, extras_only))
+        reqs = requirements_of(resolved[name], extras)
+        if extras_only:
+            base = {str(r) for r in requirements_of(resolved[name])}
+            reqs = [r for r in reqs if str(r) not in base]
+        for req in reqs:
             dep = normalize(req.name)
-            if dep in NEVER_REPLACED or (dep in image and not has_lower_bound(req)):
+            if dep in NEVER_REPLACED:
+                continue
+            held = dep in image
+            if not held or req.extras:
+                todo.append((dep, frozenset(req.extras), held))
+            if held and (not has_lower_bound(req) or (
+                    image[dep] and req.specifier.contains(image[dep], prereleases=True))):
                 continue
             carry[dep] = resolved[dep]["version"]
-            todo.append((dep, frozenset(req.extras)))
     return dict(sorted(carry.items()))
 
 
@@ -135,7 +149,7 @@ def build(out: Path, project: Path = ROOT) -> dict[str, str]:
         if not any(wheel_name(p) == name for p in out.glob("*.whl")):
             pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), name)
     resolved = resolve(project, out)
-    needed = carried(resolved, image_packages(), PROJECT)
+    needed = carried(resolved, read_image_list(), PROJECT)
     pins = [f"{name}=={version}" for name, version in needed.items()]
     pip("download", "--quiet", "--no-deps", "--dest", str(out), "--find-links", str(out),
         *target_args(), *pins)

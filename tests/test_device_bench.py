@@ -164,26 +164,31 @@ def metadata(name, version, *requires):
 
 
 def test_wheelhouse_carries_every_lower_bounded_requirement():
-    """Image packages are carried when a requirement bounds them from below (the image's
-    version may be too old), and so are the requirements of what is carried; never jax or
-    torch; requirements under another Python or an extra not asked for are not followed."""
+    """What the image lacks is carried with its requirements; what it holds is carried when
+    a requirement bounds it from below and its recorded version (if any) does not satisfy
+    the bound; never jax or torch; requirements under another Python or of an extra not
+    asked for are not followed."""
     resolved = {d["name"]: d for d in [
         metadata("livt-jax", "0.1", "jax>=0.7.1", "orbax-checkpoint>=0.11.30", "grain>=0.2.9",
-                 "matplotlib", "etils[epath-gcs]>=1.7", "chex>=0.1.88; extra == 'test'"),
+                 "matplotlib", "etils[epath-gcs]>=1.7", "numpy>=2.0", "pillow>=9.5",
+                 "chex>=0.1.88; extra == 'test'"),
         metadata("jax", "0.11.2", "jaxlib==0.11.2"),
-        metadata("orbax-checkpoint", "0.12.8", "protobuf", "msgpack>=1.0"),
-        metadata("grain", "0.2.18", "cloudpickle", "dm-tree; python_version < '3.10'"),
-        metadata("matplotlib", "3.10.0", "numpy>=1.23"),
+        metadata("orbax-checkpoint", "0.12.8", "tensorstore>=0.1.80"),
+        metadata("grain", "0.2.18", "cloudpickle", "msgpack>=1.0",
+                 "dm-tree; python_version < '3.10'"),
+        metadata("matplotlib", "3.10.0", "kiwisolver>=1.3"),
         metadata("etils", "1.14.0", "gcsfs; extra == 'epath-gcs'", "zipp; extra == 'epath'"),
         metadata("gcsfs", "2026.9.0", "fsspec==2026.9.0"),
-        metadata("fsspec", "2026.9.0"), metadata("msgpack", "1.1.0"), metadata("protobuf", "6.0"),
-        metadata("cloudpickle", "3.1.0"), metadata("chex", "0.1.90"), metadata("numpy", "2.3.0"),
-        metadata("dm-tree", "0.1.9"), metadata("zipp", "3.0")]}
-    image = {"jax", "jaxlib", "orbax-checkpoint", "matplotlib", "etils", "fsspec", "msgpack",
-             "protobuf", "cloudpickle", "numpy", "zipp"}
+        *(metadata(name, "1.0") for name in ("fsspec", "msgpack", "cloudpickle", "chex", "numpy",
+                                             "dm-tree", "zipp", "pillow", "tensorstore",
+                                             "kiwisolver"))]}
+    image = {name: None for name in ("jax", "jaxlib", "orbax-checkpoint", "matplotlib", "etils",
+                                     "fsspec", "msgpack", "cloudpickle", "zipp", "tensorstore",
+                                     "kiwisolver")}
+    image.update(numpy="2.5.2", pillow="9.0")  # recorded: numpy fits numpy>=2.0, pillow is old
     assert wheelhouse.carried(resolved, image, "livt_jax") == {
-        "etils": "1.14.0", "fsspec": "2026.9.0", "gcsfs": "2026.9.0", "grain": "0.2.18",
-        "msgpack": "1.1.0", "orbax-checkpoint": "0.12.8"}
+        "etils": "1.14.0", "fsspec": "1.0", "gcsfs": "2026.9.0", "grain": "0.2.18",
+        "msgpack": "1.0", "orbax-checkpoint": "0.12.8", "pillow": "1.0"}
 
 
 def test_wheelhouse_image_list_records_known_versions():
