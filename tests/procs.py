@@ -25,11 +25,14 @@ def scaled(seconds: float) -> float:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL to ``proc``'s process group (started with ``start_new_session=True``)."""
+    """SIGKILL to ``proc``'s process group (started with ``start_new_session=True``), and to
+    ``proc`` itself in case it leads no group."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
+    if proc.poll() is None:
+        proc.kill()
 
 
 def popen(args: Sequence[str], **kwargs) -> subprocess.Popen:

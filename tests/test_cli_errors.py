@@ -1,17 +1,17 @@
 """The command line's errors: one line, exit 2 for usage, 1 for runtime failures (issue #13)."""
 
 import os
-import subprocess
 import sys
 
 import pytest
+from tests import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_main(tmp_path, *overrides):
     """`python -m livt_jax.main --config configs/demo.py` on 8 fake CPU devices."""
-    return subprocess.run(
+    return procs.run(
         [sys.executable, "-m", "livt_jax.main", "--config", "configs/demo.py",
          "--workdir", str(tmp_path / "run"), *overrides],
         cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from livt_jax import convert
+from tests import procs
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -312,7 +312,7 @@ def test_core_import_has_no_torch_and_cli_help_works():
         "import sys, livt_jax.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
         "c.build_parser().parse_args(['to-jax', '-h'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = procs.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                    timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--reorder-inat-head" in out.stdout and "--unsafe-load" in out.stdout

@@ -206,18 +206,18 @@ def test_wheelhouse_image_list_records_known_versions():
                                     "tpu_pod.sh", "slurm.sbatch"])
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_every_launch_script_prints_usage_on_help(script, flag):
-    out = subprocess.run(["bash", str(ROOT / "launch" / script), flag], capture_output=True,
-                         text=True, timeout=procs.scaled(60))
+    out = procs.run(["bash", str(ROOT / "launch" / script), flag], capture_output=True,
+                    text=True, timeout=60)
     assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stdout + out.stderr
 
 
 def test_device_bench_script_refuses_bad_calls(tmp_path):
     script = str(ROOT / "launch" / "device_bench.sh")
-    usage = subprocess.run(["bash", script], capture_output=True, text=True, timeout=30)
+    usage = procs.run(["bash", script], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
     env = {**os.environ, "WHEELHOUSE": str(tmp_path / "none")}
-    missing = subprocess.run(["bash", script, str(tmp_path / "out")], capture_output=True,
-                             text=True, env=env, timeout=30)
+    missing = procs.run(["bash", script, str(tmp_path / "out")], capture_output=True,
+                        text=True, env=env, timeout=60)
     assert missing.returncode == 2 and "no wheelhouse" in missing.stderr
 
 

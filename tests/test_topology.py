@@ -5,7 +5,6 @@ stage, `finetune.init_from` and `convert to-torch`."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from livt_jax import checkpoint, train
 from tests.topology_worker import finetune_config, flat_params, read_everything
+from tests import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,9 +40,9 @@ def sides(tmp_path_factory):
     summary = train.train_and_evaluate(finetune_config(), str(eight))
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    result = subprocess.run(["timeout", "500", sys.executable, "tests/topology_worker.py",
-                             str(eight), str(one)], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=560)
+    result = procs.run(["timeout", str(round(procs.scaled(500))), sys.executable,
+                        "tests/topology_worker.py", str(eight), str(one)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=560)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     with open(one / "results.json", encoding="utf-8") as f:
         return eight, summary, one, json.load(f)
