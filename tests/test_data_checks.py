@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -161,6 +162,18 @@ def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message)
         os.remove(out / "manifest.json")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         CacheSource(str(out), "train")
+
+
+def test_cache_reads_split_lists_under_the_data_dir(image_folder, tmp_path, monkeypatch):
+    """`--split train=ImageNet_LT_train.txt` names a file in the image root, as configs do."""
+    folder, _ = image_folder
+    shutil.copy(folder / "train.txt", folder / "images" / "train_list.txt")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "caches" / "tiny"
+    assert cache.main(["--source", "split_list", "--data-dir", str(folder / "images"),
+                       "--split", "train=train_list.txt", "--out", str(out),
+                       "--resize-shorter", "8"]) == 0
+    assert len(CacheSource(str(out), "train")) == 6
 
 
 def test_unknown_cache_split_names_the_cache_splits(image_folder, tmp_path):

@@ -47,7 +47,8 @@ from livt_jax import paths
 from livt_jax.data import augment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.cache_manifest import write_manifest
-from livt_jax.data.sources import LabelledSource, SplitListSource, TfdsSource, cache_files
+from livt_jax.data.sources import (LabelledSource, SplitListSource, TfdsSource, cache_files,
+                                   resolve_split_file)
 
 CACHE_SOURCES = ("tfds", "split_list", "animal_mnist")
 
@@ -66,7 +67,7 @@ def open_split(source: str, what: str, *, name: str, data_dir: str | None, in_ch
     if source == "split_list":
         if not data_dir:
             raise ValueError("--source split_list needs --data-dir (the image root)")
-        return SplitListSource(data_dir, what, in_chans)
+        return SplitListSource(data_dir, resolve_split_file(what, data_dir), in_chans)
     if source == "animal_mnist":
         train, test = load_animal_mnist(data_dir)
         splits = {"train": train, "test": test}

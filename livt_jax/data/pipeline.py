@@ -62,7 +62,8 @@ from livt_jax.data import augment, checks, randaugment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.long_tail import long_tail_indices
 from livt_jax.data.samplers import make_sampler
-from livt_jax.data.sources import CacheSource, LabelledSource, SplitListSource, SubsetSource, TfdsSource, read_split_list
+from livt_jax.data.sources import (CacheSource, LabelledSource, SplitListSource, SubsetSource,
+                                   TfdsSource, read_split_list, resolve_split_file)
 
 SOURCES = ("animal_mnist", "tfds", "split_list", "cache")
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
@@ -71,15 +72,8 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 # ----------------------------------------------------------------------------- sources
 
 
-def _resolve_split_file(path: str, data_dir: str) -> str:
-    for candidate in (path, paths.join(data_dir, path)):
-        if paths.is_file(candidate):
-            return candidate
-    raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
-
-
 def _split_list_sources(data) -> tuple[LabelledSource, LabelledSource]:
-    files = [_resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
+    files = [resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
     # Classes: data.num_classes, else the train list's largest label + 1.
     num_classes = data.get("num_classes", 0) or int(read_split_list(files[0])[1].max()) + 1
     return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes,

@@ -180,6 +180,15 @@ def decode_image(path: str, in_chans: int) -> np.ndarray:
         return _with_channel_axis(np.asarray(img.convert(modes[in_chans])))
 
 
+def resolve_split_file(path: str, data_dir: str) -> str:
+    """A split-list file as given, else under the image root ``data_dir`` (how configs and
+    `livt-cache` name ImageNet_LT_train.txt & co.)."""
+    for candidate in (path, paths.join(data_dir, path)):
+        if paths.is_file(candidate):
+            return candidate
+    raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
+
+
 class SplitListSource(LabelledSource):
     """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style).
 
