@@ -46,6 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict(dict(
         source="split_list", name="", data_dir="", train_split="", eval_split="",
+        # Validation, for every choice (best epoch, lr, tau): a split (tfds 'validation',
+        # a split list, a folder), or val_per_class images per class held out of the
+        # training pool (pipeline.heldout_validation); both empty = no validation.
+        val_split="", val_per_class=0,
         imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         worker_count=0,  # > 0: grain worker processes decode and augment
@@ -73,7 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
                                              switch_prob=0.5, prob=1.0)),
         optim=_optim(), aug=_aug(), eval_every_epochs=1.0))
 
-    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from=""))
+    # test_at_end: with a validation split, BFT reads the test split once at the end, for
+    # the final and the best-on-validation params; False for tuning runs (never read test).
+    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from="", test_at_end=True))
     c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))
     c.log_every_steps = 50
     c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)

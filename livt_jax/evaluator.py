@@ -72,7 +72,8 @@ class Evaluator:
         """The BFT classifier of `config` scored on `source` (default: the eval split),
         at the finetune stage's image size, with `config.eval.batch_size`."""
         data_cfg = stage_data_config(config, "finetune")
-        train_source, eval_source = pipeline.load_sources(data_cfg.data)
+        splits = pipeline.load_sources(data_cfg.data)
+        train_source, eval_source = splits.train, splits.test
         model = factory.build_vit(config, len(train_source.class_counts),
                                   stage_image_size(config, "finetune"), drop_path=0.0)
         return cls(model, data_cfg, eval_source if source is None else source, train_source,

@@ -130,6 +130,19 @@ def listdir(path: str) -> list[str]:
         return sorted(epath.Path(p).name for p in _filesystem(path).ls(path, detail=False))
 
 
+def list_files(path: str) -> list[str]:
+    """Every file under a local folder or URL prefix (recursive), as sorted paths
+    relative to it ('a/b.jpg')."""
+    if not is_url(path):
+        root = os.path.normpath(path)
+        return sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, files in os.walk(root) for f in files)
+    with storage_errors(path, "a folder"):
+        fs = _filesystem(path)
+        prefix = fs._strip_protocol(path).rstrip("/") + "/"  # pylint: disable=protected-access
+        return sorted(p[len(prefix):] for p in fs.find(path) if p.startswith(prefix))
+
+
 def makedirs(path: str) -> None:
     """Creates a local folder (and parents); for a URL checks that its bucket exists."""
     if not is_url(path):

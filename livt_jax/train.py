@@ -27,6 +27,7 @@ from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
 
 STAGES = config_checks.STAGES
+BEST_EXPORT = "best_export"  # BFT params of the best validation epoch so far
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -67,25 +68,30 @@ def _check_finite(losses_by_step: list[tuple[int, Any]]) -> None:
 
 
 class _EvalTracker:
-    """Per-epoch BFT evaluations: final, best (by top-1) and the history.
+    """Per-epoch BFT evaluations: the history, the newest result and, when
+    `select` (the evaluations are on a validation split), the best by top-1.
 
     On resume the history is read back from `metrics.jsonl`, so "best" covers
     the whole run, not only the part after the restart.
     """
 
-    def __init__(self, writer: report.MetricWriter, earlier: list[dict]):
-        self.writer = writer
+    def __init__(self, writer: report.MetricWriter, earlier: list[dict], select: bool):
+        self.writer, self.select = writer, select
         self.history = earlier
-        self.best = max(earlier, key=lambda r: r["top1"]) if earlier else None
+        self.best = max(earlier, key=lambda r: r["top1"]) if earlier and select else None
         self.last = None  # the newest result with per-class arrays
 
-    def add(self, step: int, result: dict) -> None:
+    def add(self, step: int, result: dict) -> bool:
+        """Records an evaluation at `step`; True when it is a new best."""
+        result["step"] = step
         scalars = scalar_metrics(result)
         self.writer.write(step, {f"eval_{k}": v for k, v in scalars.items()})
         self.history.append(scalars)
         self.last = result
-        if self.best is None or scalars["top1"] > self.best["top1"]:
+        if self.select and (self.best is None or scalars["top1"] > self.best["top1"]):
             self.best = scalars
+            return True
+        return False
 
 
 def run_stage(config, workdir: str, stage: str) -> dict:
@@ -96,8 +102,11 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     if report.is_writer():
         print(f"{stage}: {mesh_lib.describe(mesh, global_batch)}", flush=True)
     data_cfg = stage_data_config(config, stage)
-    train_source, eval_source = pipeline.load_sources(data_cfg.data)
+    splits = pipeline.load_sources(data_cfg.data)
+    train_source = splits.train
     steps_per_epoch = max(len(train_source) // global_batch, 1)
+    evaluating = stage == "finetune"
+    selecting = evaluating and splits.val is not None  # keep the best epoch by validation
     total_steps = int(round(config[stage].epochs * steps_per_epoch))
     built, state = stage_lib.build_stage(config, stage, mesh, train_source.class_counts,
                                          steps_per_epoch=steps_per_epoch, total_steps=total_steps)
@@ -107,7 +116,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         num_steps=total_steps, shard_index=jax.process_index(), shard_count=jax.process_count()))
     manager = checkpoint.make_manager(
         paths.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
-        keep=config.checkpoint.keep, keep_best=stage == "finetune",
+        keep=config.checkpoint.keep, keep_best=False,
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
         manager, mesh_lib.sharded_abstract(state, built.shardings), train_iter)
@@ -117,15 +126,15 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         writer.truncate_after(start_step)  # drop lines logged after the last checkpoint
         logging.warning("resumed %s from step %d", stage, start_step)
 
-    evaluating = stage == "finetune"
-    if evaluating:
-        evaluator = Evaluator(built.model, data_cfg, eval_source, train_source, mesh,
-                              config.eval.batch_size, params_shardings=built.shardings.params)
+    if evaluating:  # on validation when there is one; without, on test, for the curve only
+        evaluator = Evaluator(built.model, data_cfg, splits.val if selecting else splits.test,
+                              train_source, mesh, config.eval.batch_size,
+                              params_shardings=built.shardings.params)
         eval_every = max(int(round(config.finetune.eval_every_epochs * steps_per_epoch)), 1)
 
     progress = _Progress(stage, total_steps, start_step, global_batch)
     stop = preemption.StopRequest(manager)
-    evals = _EvalTracker(writer, writer.read_eval_history())
+    evals = _EvalTracker(writer, writer.read_eval_history(), select=selecting)
     pending = []
     stop_after = config.stop_after_steps
     step = start_step
@@ -144,15 +153,18 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 scalars = jax.device_get(metrics)
                 scalars["img_per_s"] = progress.update(step, scalars)
                 writer.write(step, scalars)
-            eval_result = None
+            eval_result, improved = None, False
             if evaluating and (step % eval_every == 0 or step == total_steps):
                 eval_result = evaluator.run(state.params)
                 eval_result["epoch"] = step / steps_per_epoch
-                evals.add(step, eval_result)
+                improved = evals.add(step, eval_result)
+                if improved:  # the selected model, tested at the end
+                    checkpoint.save_params_export(paths.join(workdir, BEST_EXPORT), state.params)
             preempted = stop.reached(step)  # every process, every step
             stopping = preempted or step == stop_after
-            checkpoint.save(manager, step, state, train_iter, eval_result,
-                            force=stopping or step == total_steps)
+            # A new best is checkpointed too, so a resumed run's history reaches it.
+            checkpoint.save(manager, step, state, train_iter,
+                            force=stopping or step == total_steps or improved)
             if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",
@@ -170,18 +182,50 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     checkpoint.save_params_export(export_dir, state.params)
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
-        write_reconstructions(config, data_cfg, workdir, built.model, state.params, eval_source)
-    else:
+        write_reconstructions(config, data_cfg, workdir, built.model, state.params,
+                              splits.val if splits.val is not None else splits.test)
+        return summary
+    if not selecting:
         final = evals.last
         if final is None:  # resumed at the very end: score the final params once more
             final = evaluator.run(state.params)
             final["epoch"] = step / steps_per_epoch
-        evaluator.write_outputs(workdir, "final", final)
-        summary.update(final=scalar_metrics(final), best=evals.best or scalar_metrics(final),
-                       history=evals.history)
-        if report.is_writer():
-            print(report.format_results_table(summary["final"], summary["best"]), flush=True)
+        results = {"final": final}
+    elif config.eval.test_at_end:
+        results = _test_final_and_best(config, workdir, data_cfg, built, splits, mesh, state,
+                                       evals, steps_per_epoch)
+    else:  # a tuning run: validation only, the test split is never read
+        results, evaluator = {}, None
+    tester = results.pop("tester", evaluator)
+    for name, result in results.items():
+        tester.write_outputs(workdir, name, result)
+    summary.update({name: scalar_metrics(r) for name, r in results.items()},
+                   per_class={name: r["per_class_accuracy"].tolist() for name, r in results.items()},
+                   history=evals.history, best_val=evals.best,
+                   selected_on="validation" if selecting else None)
+    if report.is_writer() and results:
+        print(report.format_results_table(summary["final"], summary.get("best")), flush=True)
     return summary
+
+
+def _test_final_and_best(config, workdir: str, data_cfg, built, splits, mesh, state, evals,
+                         steps_per_epoch: int) -> dict:
+    """Reads the test split once for the final params and once for the params of
+    the best validation epoch (`workdir/best_export`). Returns
+    `{'final': metrics, 'best': metrics, 'tester': Evaluator}`; each carries
+    its `epoch` and the `val_top1` that chose it."""
+    tester = Evaluator(built.model, data_cfg, splits.test, splits.train, mesh,
+                       config.eval.batch_size, params_shardings=built.shardings.params)
+    last_val = evals.history[-1]
+    final = tester.run(state.params)
+    final.update(epoch=int(state.step) / steps_per_epoch, val_top1=last_val["top1"])
+    best_step = int(evals.best["step"])
+    if best_step == int(state.step):
+        best = dict(final)
+    else:
+        best = tester.run(tester.load_export(paths.join(workdir, BEST_EXPORT)))
+        best.update(epoch=best_step / steps_per_epoch, val_top1=evals.best["top1"])
+    return {"final": final, "best": best, "tester": tester}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -55,7 +55,7 @@ def test_data_num_classes_bounds_the_labels(image_folder):
     folder, _ = image_folder
     with pytest.raises(ValueError, match=r"train.txt:3: label 2 is outside \[0, 2\)"):
         pipeline.load_sources(lists_config(folder, num_classes=2))
-    train, _ = pipeline.load_sources(lists_config(folder, num_classes=3))
+    train = pipeline.load_sources(lists_config(folder, num_classes=3)).train
     assert train.num_classes == 3
 
 
@@ -67,7 +67,7 @@ def test_empty_class_after_subsampling_names_classes_and_settings(image_folder):
                                          r"long-tailed subsampling with data.imbalance_ratio=10.0, "
                                          r"data.imbalance_type='exp'.*<= 6"):
         pipeline.load_sources(lists_config(folder, imbalance_ratio=10.0))
-    train, _ = pipeline.load_sources(lists_config(folder, imbalance_ratio=3.0))
+    train = pipeline.load_sources(lists_config(folder, imbalance_ratio=3.0)).train
     assert train.class_counts.min() >= 1
 
 

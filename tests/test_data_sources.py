@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from livt_jax import config_lib
 from livt_jax.data import animal_mnist, cache, pipeline
 from livt_jax.data.sources import CacheSource, SplitListSource, read_split_list
 
 
 def data_config(**overrides):
-    d = dict(source="split_list", name="", data_dir=None, train_split="train", eval_split="test",
-             imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=16, in_chans=3,
+    """config.data (every declared key) for small split-list tests, plus the stage sampler."""
+    d = config_lib.base_config().data.to_dict()
+    d.update(source="split_list", train_split="train", eval_split="test", image_size=16,
              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), sampler="instance")
     d.update(overrides)
     return ml_collections.ConfigDict(d)
@@ -77,7 +79,7 @@ def test_load_split_list_sources_relative_to_data_dir(image_folder):
     tmp_path, _ = image_folder
     (tmp_path / "images" / "train.txt").write_text((tmp_path / "train.txt").read_text())
     (tmp_path / "images" / "test.txt").write_text((tmp_path / "test.txt").read_text())
-    train, test = pipeline.load_sources(data_config(data_dir=str(tmp_path / "images"),
+    train, test, _ = pipeline.load_sources(data_config(data_dir=str(tmp_path / "images"),
                                                     train_split="train.txt", eval_split="test.txt"))
     assert (len(train), len(test)) == (6, 2) and train.num_classes == test.num_classes == 3
 
@@ -86,7 +88,7 @@ def test_tfds_source_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
         cfg = data_config(source="tfds", name="cifar10", imbalance_ratio=4.0, lt_seed=1)
-        train, test = pipeline.load_sources(cfg)
+        train, test, _ = pipeline.load_sources(cfg)
         raw = tfds.data_source("cifar10", split="train")
         full = np.array([raw[i]["label"] for i in range(len(raw))])
         assert len(test) == 40 and test.num_classes == 10
@@ -119,7 +121,7 @@ def test_cache_round_trip(image_folder, tmp_path):
         top, left = int(round((resized.shape[0] - 8) / 2)), int(round((resized.shape[1] - 8) / 2))
         np.testing.assert_array_equal(train[i]["image"], resized[top:top + 8, left:left + 8])
     cfg = data_config(source="cache", name="tiny", data_dir=str(tmp_path / "caches"))
-    loaded_train, loaded_test = pipeline.load_sources(cfg)
+    loaded_train, loaded_test, _ = pipeline.load_sources(cfg)
     assert len(loaded_test) == 2 and loaded_train.class_names == ["0", "1", "2"]
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(loaded_train))[5]["image"], train[5]["image"])
     with pytest.raises(FileNotFoundError, match="val_images.npy"):
@@ -132,7 +134,7 @@ def test_cache_round_trip(image_folder, tmp_path):
 def test_animal_mnist_offline_split_and_long_tail():
     pytest.importorskip("animal_mnist")
     cfg = data_config(source="animal_mnist", imbalance_ratio=100.0, in_chans=1)
-    train, test = pipeline.load_sources(cfg)
+    train, test, _ = pipeline.load_sources(cfg)
     assert train.num_classes == test.num_classes == 10 and len(train.class_names) == 10
     np.testing.assert_array_equal(test.class_counts, np.full(10, 200))
     expected = [int(800 * 0.01 ** (i / 9)) for i in range(10)]  # 800 train images per class

@@ -80,7 +80,7 @@ def test_checkpoint_from_eight_devices_restores_on_one(tmp_path):
     config = _config()
     _, _, state8 = _one_step(config, "finetune", jax.devices(), 4, 2)
     data_cfg = config_lib.stage_data_config(config, "finetune")
-    source, _ = pipeline.load_sources(data_cfg.data)
+    source = pipeline.load_sources(data_cfg.data).train
     loader = pipeline.make_train_loader(data_cfg, source, batch_size=16, seed=0, num_steps=10)
     iterator = iter(loader)
     next(iterator)

@@ -138,7 +138,7 @@ def main(argv=None) -> None:
             config.data.in_chans = 3
             config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
         else:
-            source, label = pipeline.load_sources(config.data)[0], config.data.source
+            source, label = pipeline.load_sources(config.data).train, config.data.source
         cores = max(args.workers, 1)
         print(f"{'source':<24} {'aug':<4} {'on':<6} {'size':>5} {'batch':>6} {'img/s':>9} "
               f"{'img/s/core':>11}")

@@ -43,14 +43,12 @@ from typing import Sequence
 
 import numpy as np
 
-from livt_jax import paths
-from livt_jax.data import augment
-from livt_jax.data.animal_mnist import load_animal_mnist
+from livt_jax import config_lib, paths
+from livt_jax.data import augment, pipeline
 from livt_jax.data.cache_manifest import write_manifest
-from livt_jax.data.sources import (LabelledSource, SplitListSource, TfdsSource, cache_files,
-                                   resolve_split_file)
+from livt_jax.data.sources import LabelledSource, cache_files
 
-CACHE_SOURCES = ("tfds", "split_list", "animal_mnist")
+CACHE_SOURCES = ("tfds", "split_list", "image_folder", "animal_mnist")
 
 
 def cached_image(image: np.ndarray, resize_shorter: int) -> np.ndarray:
@@ -60,21 +58,18 @@ def cached_image(image: np.ndarray, resize_shorter: int) -> np.ndarray:
     return augment.center_crop(augment.resize_shorter(image, resize_shorter), resize_shorter)
 
 
-def open_split(source: str, what: str, *, name: str, data_dir: str | None, in_chans: int) -> LabelledSource:
-    """The full (not long-tailed) split ``what`` of ``source``."""
-    if source == "tfds":
-        return TfdsSource(name, what, data_dir)
-    if source == "split_list":
-        if not data_dir:
-            raise ValueError("--source split_list needs --data-dir (the image root)")
-        return SplitListSource(data_dir, resolve_split_file(what, data_dir), in_chans)
-    if source == "animal_mnist":
-        train, test = load_animal_mnist(data_dir)
-        splits = {"train": train, "test": test}
-        if what not in splits:
-            raise ValueError(f"animal_mnist has splits {list(splits)}, not {what!r}")
-        return splits[what]
-    raise ValueError(f"unknown --source {source!r}; expected one of {CACHE_SOURCES}")
+def open_split(source: str, what: str, *, name: str, data_dir: str | None, in_chans: int,
+               train: LabelledSource | None = None) -> LabelledSource:
+    """The full (not long-tailed) split ``what`` of ``source``, opened as training
+    opens it (``pipeline.open_split``); ``train``, an already opened split,
+    gives the classes the others share."""
+    if source not in CACHE_SOURCES:
+        raise ValueError(f"unknown --source {source!r}; expected one of {CACHE_SOURCES}")
+    if source in ("split_list", "image_folder") and not data_dir:
+        raise ValueError(f"--source {source} needs --data-dir (the image root)")
+    data = config_lib.base_config().data
+    data.update(dict(source=source, name=name, data_dir=data_dir or "", in_chans=in_chans))
+    return pipeline.open_split(data, what, train=train)
 
 
 _WORKER_STATE: dict = {}
@@ -139,7 +134,9 @@ def build_cache(
     opened = {}
     for spec in splits:
         split, _, what = spec.partition("=")
-        opened[split] = open_split(source, what or split, name=name, data_dir=data_dir, in_chans=in_chans)
+        first = next(iter(opened.values()), None)
+        opened[split] = open_split(source, what or split, name=name, data_dir=data_dir,
+                                   in_chans=in_chans, train=first)
     # Split lists name classes "0".."K-1" from their own labels: keep the longest list.
     class_names = max((s.class_names for s in opened.values()), key=len)
     os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)

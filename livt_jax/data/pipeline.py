@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import NamedTuple, Optional
 
 import grain
 import numpy as np
@@ -62,55 +63,128 @@ from livt_jax.data import augment, checks, randaugment
 from livt_jax.data.animal_mnist import load_animal_mnist
 from livt_jax.data.long_tail import long_tail_indices
 from livt_jax.data.samplers import make_sampler
-from livt_jax.data.sources import (CacheSource, LabelledSource, SplitListSource, SubsetSource,
-                                   TfdsSource, read_split_list, resolve_split_file)
+from livt_jax.data.sources import (CacheSource, ImageFolderSource, LabelledSource, SplitListSource,
+                                   SubsetSource, TfdsSource, read_split_list)
 
-SOURCES = ("animal_mnist", "tfds", "split_list", "cache")
+SOURCES = ("animal_mnist", "tfds", "split_list", "image_folder", "cache")
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 # ----------------------------------------------------------------------------- sources
 
 
-def _split_list_sources(data) -> tuple[LabelledSource, LabelledSource]:
-    files = [resolve_split_file(s, data.data_dir) for s in (data.train_split, data.eval_split)]
-    # Classes: data.num_classes, else the train list's largest label + 1.
-    num_classes = data.get("num_classes", 0) or int(read_split_list(files[0])[1].max()) + 1
-    return tuple(SplitListSource(data.data_dir, f, data.in_chans, num_classes,
-                                 bad_images=data.get("bad_images", "stop")) for f in files)
+def _resolve_split_file(path: str, data_dir: str) -> str:
+    for candidate in (path, paths.join(data_dir, path)):
+        if paths.is_file(candidate):
+            return candidate
+    raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
 
 
-def _base_sources(data) -> tuple[LabelledSource, LabelledSource]:
-    """(train, eval) before long-tailed subsampling."""
+def open_split(data, split: str, train: LabelledSource | None = None) -> LabelledSource:
+    """The whole split ``split`` of ``data.source`` (no subsampling).
+
+    ``train``, the train split opened first, gives the classes every other
+    split shares (a split list's label range, an image folder's class folders).
+    Animal-MNIST has the fixed splits 'train' and 'test' ('' = train for the
+    train split, test otherwise).
+    """
     data_dir = data.data_dir or None
     if data.source == "animal_mnist":
-        return load_animal_mnist(data_dir)
+        splits = dict(zip(("train", "test"), load_animal_mnist(data_dir)))
+        name = split or ("train" if train is None else "test")
+        if name not in splits:
+            raise ValueError(f"animal_mnist has the splits {list(splits)}, not {split!r}")
+        return splits[name]
     if data.source == "tfds":
-        return TfdsSource(data.name, data.train_split, data_dir), TfdsSource(data.name, data.eval_split, data_dir)
+        return TfdsSource(data.name, split, data_dir)
     if data_dir is None:
         raise ValueError(f"data.source={data.source!r} needs data.data_dir")
     if data.source == "split_list":
-        return _split_list_sources(data)
+        list_file = _resolve_split_file(split, data_dir)
+        # Classes: data.num_classes, else the train list's largest label + 1.
+        num_classes = data.num_classes or (
+            train.num_classes if train is not None else int(read_split_list(list_file)[1].max()) + 1)
+        return SplitListSource(data_dir, list_file, data.in_chans, num_classes,
+                               bad_images=data.bad_images)
+    if data.source == "image_folder":
+        return ImageFolderSource(paths.join(data_dir, split), data.in_chans, data.bad_images,
+                                 class_names=None if train is None else train.class_names)
     if data.source == "cache":
-        cache_dir = paths.join(data_dir, data.name)
-        return CacheSource(cache_dir, data.train_split), CacheSource(cache_dir, data.eval_split)
+        return CacheSource(paths.join(data_dir, data.name), split)
     raise ValueError(f"unknown data.source {data.source!r}; expected one of {SOURCES}")
 
 
-def load_sources(data) -> tuple[LabelledSource, LabelledSource]:
-    """(train, eval) sources for ``config.data``; the train one long-tailed when
-    ``imbalance_ratio > 1`` (its ``class_counts`` are the subsampled counts)."""
-    full_train, evaluation = _base_sources(data)
-    train = full_train
+class Splits(NamedTuple):
+    """The data of a run: ``train`` (long-tailed when ``imbalance_ratio > 1``, minus
+    the validation images), ``test`` (``data.eval_split``) and ``val`` (None
+    without a validation split)."""
+    train: LabelledSource
+    test: LabelledSource
+    val: Optional[LabelledSource]
+
+
+def heldout_validation(pool: LabelledSource, train_indices: np.ndarray, per_class: int,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` validation images per class from a training pool.
+
+    Each class gives images the long-tailed subsampling left out first (seeded
+    shuffle), and only when it has too few of those (the head class keeps all
+    of its pool) the rest from its training images. Depends only on
+    ``(pool labels, train_indices, per_class, seed)``.
+
+    Returns:
+      (train indices without the validation images, validation indices), both
+      sorted int64 indices into ``pool``.
+    """
+    rng = np.random.default_rng([seed, per_class])
+    in_train = np.zeros(len(pool), bool)
+    in_train[train_indices] = True
+    picks = []
+    for c in range(pool.num_classes):
+        members = np.flatnonzero(pool.labels == c)
+        unused, used = rng.permutation(members[~in_train[members]]), rng.permutation(members[in_train[members]])
+        if len(members) <= per_class:
+            raise ValueError(
+                f"class {pool.class_names[c]!r} has {len(members)} training images: it cannot "
+                f"give data.val_per_class={per_class} to validation and keep one for training")
+        picks.append(np.concatenate([unused, used])[:per_class])
+    val = np.sort(np.concatenate(picks))
+    return np.setdiff1d(train_indices, val), val
+
+
+def load_sources(data) -> Splits:
+    """The train, test and validation sources of ``config.data``.
+
+    The train split is long-tailed when ``imbalance_ratio > 1`` (its
+    ``class_counts`` are the subsampled counts). Validation is the split
+    ``data.val_split``, or ``data.val_per_class`` images per class held out
+    of the training pool (``heldout_validation``), or absent.
+    """
+    pool = open_split(data, data.train_split)
+    test = open_split(data, data.eval_split, train=pool)
     ratio = float(data.imbalance_ratio)
     if ratio < 1:
         raise ValueError(f"data.imbalance_ratio must be >= 1, got {ratio}")
+    indices = np.arange(len(pool))
+    tags = []
     if ratio > 1:
-        indices = long_tail_indices(train.labels, ratio, data.imbalance_type, data.lt_seed, train.num_classes)
-        tag = f"lt(ratio={ratio}, {data.imbalance_type}, seed={data.lt_seed})"
-        train = SubsetSource(train, indices, tag)
-    checks.check_no_empty_class(train, full_train, data)
-    return train, evaluation
+        indices = long_tail_indices(pool.labels, ratio, data.imbalance_type, data.lt_seed,
+                                    pool.num_classes)
+        tags.append(f"lt(ratio={ratio}, {data.imbalance_type}, seed={data.lt_seed})")
+    val = None
+    if data.val_split and data.val_per_class:
+        raise ValueError("set one of data.val_split (a split) and data.val_per_class "
+                         f"(held out of train), not both (got {data.val_split!r} and "
+                         f"{data.val_per_class})")
+    if data.val_split:
+        val = open_split(data, data.val_split, train=pool)
+    elif data.val_per_class:
+        indices, val_indices = heldout_validation(pool, indices, data.val_per_class, data.lt_seed)
+        val = SubsetSource(pool, val_indices, f"validation({data.val_per_class}/class)")
+        tags.append(f"minus validation({data.val_per_class}/class)")
+    train = SubsetSource(pool, indices, ", ".join(tags)) if tags else pool
+    checks.check_no_empty_class(train, pool, data)
+    return Splits(train, test, val)
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -1,4 +1,5 @@
-"""Random-access image sources: in-memory arrays, subsets, tfds, split lists, caches.
+"""Random-access image sources: in-memory arrays, subsets, tfds, split lists, image
+folders, caches.
 
 Every source is a grain-compatible random-access data source:
 
@@ -180,49 +181,36 @@ def decode_image(path: str, in_chans: int) -> np.ndarray:
         return _with_channel_axis(np.asarray(img.convert(modes[in_chans])))
 
 
-def resolve_split_file(path: str, data_dir: str) -> str:
-    """A split-list file as given, else under the image root ``data_dir`` (how configs and
-    `livt-cache` name ImageNet_LT_train.txt & co.)."""
-    for candidate in (path, paths.join(data_dir, path)):
-        if paths.is_file(candidate):
-            return candidate
-    raise FileNotFoundError(f"split list {path!r} not found (also tried under data_dir {data_dir!r})")
+class ImageFilesSource(LabelledSource):
+    """Image files under ``root`` (relative paths, labels and class names given).
 
-
-class SplitListSource(LabelledSource):
-    """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style).
-
-    A label outside ``[0, num_classes)`` is refused naming its file and line. An
-    image that does not decode stops with an error naming its path and line
-    (``bad_images='stop'``), or (``'skip'``) is replaced by the next decodable
-    image of the same class, with a warning counting the files skipped so far.
+    An image that does not decode stops with an error naming its path (and
+    where it was listed, ``where(index)``) when ``bad_images='stop'``, or
+    (``'skip'``) is replaced by the next decodable image of the same class, with
+    a warning counting the files skipped so far. Subclasses say where the file
+    list comes from.
     """
 
-    def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None,
-                 bad_images: str = "stop"):
-        if not paths.is_dir(root):
-            raise FileNotFoundError(f"image root {root!r} is not a directory")
+    def __init__(self, root: str, relative_paths: Sequence[str], labels: np.ndarray,
+                 class_names: Sequence[str], in_chans: int, bad_images: str, where: str):
         if bad_images not in ("stop", "skip"):
             raise ValueError(f"bad_images={bad_images!r}; expected 'stop' or 'skip'")
-        self.root, self.list_file, self.in_chans = root, list_file, in_chans
+        self.root, self.paths, self.in_chans = root, list(relative_paths), in_chans
         self.bad_images, self.skipped = bad_images, set()
-        self.paths, labels = read_split_list(list_file)
-        num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-        if labels.max() >= num_classes:
-            record = int(np.argmax(labels >= num_classes))
-            raise ValueError(
-                f"{list_file}:{split_list_line(list_file, record)}: label {labels[record]} is "
-                f"outside [0, {num_classes}) (data.num_classes or the train list's largest label)")
-        self.class_names = [str(c) for c in range(num_classes)]
-        self.labels = _check_labels(labels, num_classes, list_file)
+        self.class_names = list(class_names)
+        self.labels = _check_labels(labels, len(self.class_names), where)
+        self.where_listed = where
+
+    def where(self, index: int) -> str:
+        """Where record ``index`` was listed, for error messages."""
+        return self.where_listed
 
     def _decode(self, index: int) -> np.ndarray:
         path = paths.join(self.root, self.paths[index])
         try:
             return decode_image(path, self.in_chans)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise ValueError(f"cannot decode image {path!r} ({self.list_file}:"
-                             f"{split_list_line(self.list_file, index)}): {e}") from e
+            raise ValueError(f"cannot decode image {path!r} ({self.where(index)}): {e}") from e
 
     def __getitem__(self, index: int) -> dict:
         label = int(self.labels[index])
@@ -238,11 +226,85 @@ class SplitListSource(LabelledSource):
                     self.skipped.add(int(candidate))
                     logging.warning("data.bad_images='skip': skipped %d undecodable image(s) "
                                     "of %s so far; latest: %s", len(self.skipped),
-                                    paths.basename(self.list_file), e)
-        raise ValueError(f"class {label} of {self.list_file} has no decodable image")
+                                    self.where_listed, e)
+        raise ValueError(f"class {self.class_names[label]!r} of {self.where_listed} has no "
+                         "decodable image")
+
+
+class SplitListSource(ImageFilesSource):
+    """Image files under ``root`` named by a split list (ImageNet-LT / iNat / Places style).
+
+    A label outside ``[0, num_classes)`` is refused naming its file and line;
+    class names are the label numbers.
+    """
+
+    def __init__(self, root: str, list_file: str, in_chans: int, num_classes: int | None = None,
+                 bad_images: str = "stop"):
+        if not paths.is_dir(root):
+            raise FileNotFoundError(f"image root {root!r} is not a directory")
+        self.list_file = list_file
+        relative_paths, labels = read_split_list(list_file)
+        num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+        if labels.max() >= num_classes:
+            record = int(np.argmax(labels >= num_classes))
+            raise ValueError(
+                f"{list_file}:{split_list_line(list_file, record)}: label {labels[record]} is "
+                f"outside [0, {num_classes}) (data.num_classes or the train list's largest label)")
+        super().__init__(root, relative_paths, labels, [str(c) for c in range(num_classes)],
+                         in_chans, bad_images, paths.basename(list_file))
+
+    def where(self, index: int) -> str:
+        return f"{self.list_file}:{split_list_line(self.list_file, index)}"
 
     def __repr__(self) -> str:
         return f"SplitListSource(list={paths.basename(self.list_file)!r}, num_records={len(self)})"
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _list_images(folder: str) -> list[str]:
+    """Image files under ``folder`` (recursive), relative to it, sorted."""
+    return [f for f in paths.list_files(folder) if f.lower().endswith(IMAGE_SUFFIXES)]
+
+
+class ImageFolderSource(ImageFilesSource):
+    """``root/<class>/<image>`` files (JPEG, PNG, ...; any size), torchvision
+    ImageFolder style: the class folders sorted by name are labels 0..C-1, and
+    images may sit in sub-folders of their class folder. ``class_names``, when
+    given (e.g. the train split's, for a test split), must hold every folder
+    found; a class without images is kept with zero records.
+    """
+
+    def __init__(self, root: str, in_chans: int, bad_images: str = "stop",
+                 class_names: Sequence[str] | None = None):
+        root = root.rstrip("/")
+        if not paths.is_dir(root):
+            raise FileNotFoundError(f"image folder {root!r} is not a directory")
+        folders = sorted(name for name in paths.listdir(root)
+                         if paths.is_dir(paths.join(root, name)))
+        if not folders:
+            raise ValueError(f"image folder {root!r} has no class folders (expected "
+                             f"{root}/<class>/<image>)")
+        if class_names is None:
+            class_names = folders
+        unknown = sorted(set(folders) - set(class_names))
+        if unknown:
+            raise ValueError(f"image folder {root!r} has class folders {unknown} that the "
+                             f"train split lacks (its classes: {list(class_names)})")
+        relative_paths, labels = [], []
+        for name in folders:
+            files = _list_images(paths.join(root, name))
+            relative_paths += [f"{name}/{f}" for f in files]
+            labels += [list(class_names).index(name)] * len(files)
+        if not relative_paths:
+            raise ValueError(f"image folder {root!r} holds no image files "
+                             f"({', '.join(IMAGE_SUFFIXES)})")
+        super().__init__(root, relative_paths, np.asarray(labels, np.int64), class_names,
+                         in_chans, bad_images, paths.basename(root))
+
+    def __repr__(self) -> str:
+        return f"ImageFolderSource(folder={paths.basename(self.root)!r}, num_records={len(self)})"
 
 
 def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:

@@ -33,3 +33,15 @@ def product(sweeps: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
 def chain(*sweeps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The sweeps one after the other."""
     return [dict(d) for s in sweeps for d in s]
+
+
+def set_key(config, dotted: str, value: Any) -> None:
+    """config[a][b][c] = value for 'a.b.c'; a key the config lacks is an error
+    (an unlocked ConfigDict would silently add it)."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if leaf not in node:
+        raise KeyError(f"unknown config key {dotted!r}")
+    node[leaf] = value

@@ -151,7 +151,7 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
             if key not in cache:
                 config = ml_collections.ConfigDict(summary["config"])
                 if sources is None:
-                    test = pipeline.load_sources(stage_data_config(config, "finetune").data)[1]
+                    test = pipeline.load_sources(stage_data_config(config, "finetune").data).test
                     sources = {"val": validation.validation_source(config), "test": test}
                 cache[key] = score_run(config, summary, {s: sources[s] for s in splits})
                 cache[key]["test_final_logged"] = summary["final"]

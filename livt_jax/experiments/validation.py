@@ -28,7 +28,7 @@ from livt_jax.data.sources import SubsetSource
 def validation_source(config, per_class: int = 100, seed: int = 1234) -> SubsetSource:
     """`per_class` images per class from the training pool minus the LT subset; a
     class with fewer unused images is left out (listed in `.skipped_classes`)."""
-    train, _ = pipeline.load_sources(config.data)
+    train = pipeline.load_sources(config.data).train
     if not isinstance(train, SubsetSource):
         raise ValueError("a validation set needs a long-tailed (subsampled) training set")
     pool = train.parent

@@ -21,6 +21,7 @@ import ml_collections
 
 from livt_jax import config_lib
 from livt_jax.experiments import hyper
+from livt_jax.experiments.hyper import set_key
 
 # The demo data (configs/demo.py at the time of the study).
 DATA: dict[str, Any] = {
@@ -126,17 +127,6 @@ def get_hyper(study: str) -> dict[str, list[Arm]]:
 def arm_list(comparisons: dict[str, list[Arm]]) -> list[Arm]:
     """Every arm the comparisons need, each once, in first-seen order."""
     return list(dict.fromkeys(arm for group in comparisons.values() for arm in group))
-
-
-def set_key(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
-    """config[a][b][c] = value for 'a.b.c'; a key the config lacks is an error."""
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    if leaf not in node:  # ConfigDict would accept a new key when unlocked
-        raise KeyError(f"unknown config key {dotted!r}")
-    node[leaf] = value
 
 
 def get_config(imbalance_ratio: float = 100.0) -> ml_collections.ConfigDict:
