@@ -58,7 +58,12 @@ pins=$(versions "$PYTHON")
 echo "== install: livt-jax's requirements from $(find "$WHEELHOUSE" -name '*.whl' | wc -l)" \
   "wheels in $WHEELHOUSE into $LIVT_SITE, over the image's ${pins//$'\n'/, }"
 rm -rf "$LIVT_SITE"
-"$PYTHON" -m venv --system-site-packages "$LIVT_SITE"
+# A virtual environment that sees the image's packages after its own (a .pth naming the
+# image interpreter's site folders: --system-site-packages would show only those of the
+# base interpreter, not of an image whose python is itself a virtual environment).
+"$PYTHON" -m venv "$LIVT_SITE"
+"$PYTHON" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith("-packages")))' \
+  >"$("$LIVT_SITE/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/image.pth"
 PYTHON=$LIVT_SITE/bin/python
 echo "$pins" >"$LIVT_SITE/image_pins.txt"
 # Only what is missing or too old is installed; the pins make a change of jax, jaxlib or
