@@ -10,7 +10,7 @@ PYTHON312 ?= python3.12
 CORE_STAMP := $(VENV)/.installed-core
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install clean-venv wheelhouse rehearsal
+.PHONY: demo test test-fast install clean-venv wheelhouse rehearsal
 
 $(CORE_STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: $(CORE_STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# The quick tier (markers in pytest.ini): no trainings, subprocess commands, installs,
+# multi-process runs or GCS server.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not e2e and not multiprocess and not gcs" tests
 
 # The GPU benchmark kit (README, Speed). Wheels the lent GPU image lacks, for CPython 3.12
 # manylinux x86-64, into wheelhouse/ (ignored; carried with the checkout). Needs the index.

@@ -9,7 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["livt_jax", "livt_jax.*"]),
+    # The dataset configs stay a top-level folder and install as livt_jax.configs
+    # (`--config NAME[:ARG]` finds them; config_lib.config_dir).
+    packages=find_packages(include=["livt_jax", "livt_jax.*"]) + ["livt_jax.configs"],
+    package_dir={"livt_jax.configs": "configs"},
     # Lower bounds (checked 2026-11-28): `uv pip install --resolution lowest-direct` of
     # these, then the convert, train (MGP+BFT, kill/resume), data-pipeline and profiling
     # tests pass. Where the release before was tried, the comment says how it failed.
@@ -36,9 +39,9 @@ setup(
     entry_points={
         "console_scripts": [
             "livt-train = livt_jax.main:run",
-            "livt-convert = livt_jax.convert:main",
-            "livt-benchmark = livt_jax.benchmark:run",
-            "livt-cache = livt_jax.data.cache:main",
+            "livt-convert = livt_jax.tools.convert:main",
+            "livt-benchmark = livt_jax.tools.benchmark:run",
+            "livt-cache = livt_jax.tools.cache:main",
         ],
     },
     extras_require={

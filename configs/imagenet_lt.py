@@ -3,7 +3,7 @@
 Usage: `--config configs/imagenet_lt.py[:384|:small] --workdir DIR
 --config.data.data_dir=/path/to/imagenet` with ImageNet_LT_{train,test}.txt
 under the image root (or give full paths in data.train_split / data.eval_split).
-Faster: build a cache once (`python -m livt_jax.data.cache ...`) and use data.source=cache.
+Faster: build a cache once (`python -m livt_jax.tools.cache ...`) and use data.source=cache.
 
 The values are the release's logged runs (LiVT repo, exp/; SPEC §3). Sources:
 "log" = the run's log.txt lr trace (the logged train_lr is the head's lr; its

@@ -4,7 +4,7 @@ MGP at 128 px, BFT at 224 (the position embeddings are resized bicubically
 at the hand-over), layer decay 0.65, no label smoothing (SPEC §3).
 Usage: `--config configs/inat18.py --config.data.data_dir=/path/to/inat18`.
 Class labels are the split-list integers; the release's heads order classes
-lexicographically by folder name (see `python -m livt_jax.convert --help`).
+lexicographically by folder name (see `python -m livt_jax.tools.convert --help`).
 
 The values are the release's logged runs (LiVT repo, exp/; SPEC §3): "log" =
 the run's log.txt lr trace (the head's lr; its epoch-0 mean gives the steps

@@ -8,7 +8,7 @@
 #    pip keeps every image package that satisfies setup.py's bounds and takes from the
 #    wheelhouse only what is missing or too old; jax, jaxlib and torch are pinned to the
 #    image's; `pip check` must pass;
-# 2. runs `python -m livt_jax.device_bench run` (checks, then every lever, then PyTorch),
+# 2. runs `python -m livt_jax.tools.device_bench run` (checks, then every lever, then PyTorch),
 #    which rewrites OUT_DIR/results.json and OUT_DIR/results.md after each section;
 # 3. the whole output also goes to OUT_DIR/log.txt.
 # PYTHON picks the image's interpreter (default python3, with jax and torch);
@@ -17,8 +17,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 USAGE="usage: $0 OUT_DIR [--size full|tiny] [--budget-s S] [--only A,B]
-  installs the wheelhouse offline, then runs 'python -m livt_jax.device_bench run --out OUT_DIR'
-  with the options given (python -m livt_jax.device_bench run --help lists them).
+  installs the wheelhouse offline, then runs 'python -m livt_jax.tools.device_bench run --out OUT_DIR'
+  with the options given (python -m livt_jax.tools.device_bench run --help lists them).
   Environment: PYTHON (default python3), WHEELHOUSE (default <checkout>/wheelhouse),
   LIVT_SITE (the environment made, default /tmp/livt_env)."
 if [[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]]; then
@@ -86,5 +86,5 @@ echo "== installed and imported in $((SECONDS - start)) s"
 cd "$ROOT"
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/livt_jax_cache}
 export PYTHONUNBUFFERED=1
-"$PYTHON" -m livt_jax.device_bench run --out "$OUT_DIR" "$@"
+"$PYTHON" -m livt_jax.tools.device_bench run --out "$OUT_DIR" "$@"
 echo "== done in $((SECONDS - start)) s"

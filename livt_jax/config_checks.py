@@ -73,6 +73,7 @@ def _stage_problems(config, stage: str, num_devices: int) -> list[str]:
     if s.optim.warmup_epochs < 0:
         problems.append(f"{stage}.optim.warmup_epochs={s.optim.warmup_epochs} must be >= 0")
     problems += _model_problems(config, stage)
+    problems += _aug_problems(stage, s.aug)
     if stage == "pretrain":
         problems += _mask_problems(config)
     else:
@@ -88,6 +89,15 @@ def _stage_problems(config, stage: str, num_devices: int) -> list[str]:
         if s.init_kind not in INIT_KINDS:
             problems.append(f"finetune.init_kind={s.init_kind!r}; expected one of {INIT_KINDS}")
     return problems
+
+
+def _aug_problems(stage: str, aug) -> list[str]:
+    from livt_jax.data import randaugment  # pylint: disable=import-outside-toplevel
+
+    if aug.interpolation not in randaugment.INTERPOLATIONS:
+        return [f"{stage}.aug.interpolation={aug.interpolation!r}; expected one of "
+                f"{randaugment.INTERPOLATIONS}"]
+    return []
 
 
 def _image_size(config, stage: str) -> tuple[str, int]:

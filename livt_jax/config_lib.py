@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import ml_collections
+from absl import flags
 from ml_collections.config_flags import config_flags  # the parser behind --config
 
 
@@ -21,8 +22,11 @@ def _optim(**overrides) -> ml_collections.ConfigDict:
 
 
 def _aug(**overrides) -> ml_collections.ConfigDict:
+    # interpolation: of RandAugment's geometric ops, 'bicubic' (the release's timm transform)
+    # or 'bilinear'.
     aug = dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-               randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)
+               randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
+               eval_crop_pct=0.875)
     aug.update(overrides)
     return ml_collections.ConfigDict(aug)
 
@@ -90,19 +94,56 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def get_config() -> ml_collections.ConfigDict:
-    """`base_config()`, so that this file is a config file too (`--config PATH/config_lib.py`):
-    the default of commands that need only a model and optimizer (`livt-benchmark`)."""
-    return base_config()
+def config_dir() -> str:
+    """The folder of the shipped dataset configs: `livt_jax/configs` in an installed
+    package, the top-level `configs/` beside `livt_jax/` in a checkout or an editable install."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "configs")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "configs")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped dataset configs (`demo`, `cifar_lt`, ...)."""
+    return sorted(name[:-3] for name in os.listdir(config_dir())
+                  if name.endswith(".py") and not name.startswith("_"))
+
+
+def resolve_config_spec(spec: str) -> str:
+    """`PATH[:ARG]`, or `NAME[:ARG]` of a shipped config (`cifar_lt:cifar10,100`), as
+    `PATH[:ARG]`; a spec that is neither comes back unchanged (the loader reports it)."""
+    path, sep, arg = spec.partition(":")
+    shipped = os.path.join(config_dir(), f"{path}.py")
+    if not os.path.isfile(path) and path in shipped_configs():
+        return f"{shipped}{sep}{arg}"
+    return spec
+
+
+class _ConfigSpecParser(config_flags.ConfigFileFlagParser):
+    """`config_flags`' file parser that also takes shipped config names."""
+
+    def parse(self, path):
+        return super().parse(resolve_config_spec(path))
+
+
+def define_config_flag(default: str | None, help_string: str) -> flags.FlagHolder:
+    """The absl `--config NAME|PATH[:ARG]` flag (with `--config.KEY=VALUE` overrides),
+    loaded and locked as `load_config_file` does."""
+    holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+    flags.FLAGS[holder.name].parser = _ConfigSpecParser(holder.name, lock_config=True)
+    if default is not None:
+        flags.FLAGS.set_default(holder.name, default)
+    return holder
 
 
 def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
-    """`PATH[:ARG]` -> the file's `get_config(ARG)`, loaded (and locked) by the parser
-    `config_flags.DEFINE_config_file` uses, for entry points without absl flags."""
-    path = spec.split(":", 1)[0]
+    """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` -> the file's `get_config(ARG)`,
+    loaded (and locked) by the parser `--config` uses, for entry points without absl flags."""
+    resolved = resolve_config_spec(spec)
+    path = resolved.split(":", 1)[0]
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} not found (from {spec!r})")
-    return config_flags.ConfigFileFlagParser("config", lock_config=lock).parse(spec)
+        raise FileNotFoundError(f"config file {path!r} not found (from {spec!r}); expected a "
+                                f"file or a shipped config: {', '.join(shipped_configs())}")
+    return _ConfigSpecParser("config", lock_config=lock).parse(resolved)
 
 
 def stage_image_size(config: ml_collections.ConfigDict, stage: str) -> int:

@@ -1,4 +1,4 @@
-"""Command line: `livt-train --config configs/demo.py --workdir DIR [--config.k=v]`.
+"""Command line: `livt-train --config demo|configs/demo.py --workdir DIR [--config.k=v]`.
 
 `python -m livt_jax.main` is the same command.
 
@@ -17,12 +17,12 @@ import sys
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from livt_jax import config_checks, config_lib, console, preemption, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/<dataset>.py[:arg]).", lock_config=True)
+_CONFIG = config_lib.define_config_flag(
+    None, "A shipped config (demo, cifar_lt, cifar10_lt, imagenet_lt, inat18, places_lt) or a "
+    "config file, each with an optional :ARG.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _TRACEBACK = flags.DEFINE_bool("traceback", False,
                                "On an error, raise with the full traceback instead of one line.")

@@ -5,12 +5,15 @@ here: workdir outputs (``metrics.jsonl``, TensorBoard, CSV, PNG), split lists
 and images, Animal-MNIST pickles, conversion inputs and outputs. orbax
 (checkpoints, exports; tensorstore for the arrays) and tfds take the same
 strings and reach the bucket themselves. ``gs://`` needs ``gcsfs``
-(``etils[epath-gcs]``, one of this package's core dependencies).
+(``etils[epath-gcs]``, one of this package's core dependencies), imported only
+when a URL is first used (``import livt_jax`` does not import it); a missing or
+broken gcsfs is one :class:`StorageError` line.
 
 Object stores are not file systems, and three differences matter here:
 - there are no directories: ``makedirs`` on a URL checks that the bucket
   exists (instead of creating one) and writes nothing;
-- objects cannot be appended to: ``append_text`` rewrites the object;
+- objects cannot be appended to: ``append_text`` composes the object with
+  an uploaded part (``livt_jax.gcs.append``: O(1) requests, O(new bytes));
 - failures (missing bucket, missing object, no credentials) are raised as
   :class:`StorageError`, one line naming the URL and what was expected.
 """
@@ -66,6 +69,7 @@ def storage_errors(url: str, expected: str) -> Iterator[None]:
     if not is_url(url):
         yield
         return
+    filesystem(url)
     try:
         yield
     except StorageError:
@@ -88,15 +92,27 @@ def _http_code(error: Exception):
     return getattr(error, "code", None) or getattr(error, "status", None)
 
 
-def _filesystem(url: str) -> fsspec.AbstractFileSystem:
-    return fsspec.filesystem(url.partition("://")[0])
+def filesystem(url: str) -> fsspec.AbstractFileSystem:
+    """The fsspec file system of ``url``'s scheme (gcsfs for ``gs://``); one
+    StorageError line when its package is missing or fails to import."""
+    scheme = url.partition("://")[0]
+    try:
+        return fsspec.filesystem(scheme)
+    except Exception as e:  # ImportError, or anything a mismatched gcsfs raises at import
+        detail = " ".join(str(e).split())[:200]
+        package = "gcsfs" if scheme in ("gs", "gcs") else f"the fsspec backend of {scheme}://"
+        raise StorageError(
+            f"{url} needs {package}, which did not load ({type(e).__name__}: {detail}); "
+            f"reinstall it next to fsspec {fsspec.__version__}: pip install -U gcsfs") from None
+
 
 
 def _info(url: str) -> dict | None:
     """The metadata of the object or prefix at ``url``; None when there is none.
     Other failures (no credentials, ...) raise, unlike fsspec's ``exists``."""
+    fs = filesystem(url)
     try:
-        return _filesystem(url).info(url)
+        return fs.info(url)
     except FileNotFoundError:
         return None
     except Exception as e:  # pylint: disable=broad-except
@@ -127,7 +143,7 @@ def listdir(path: str) -> list[str]:
     if not is_url(path):
         return sorted(os.listdir(path))
     with storage_errors(path, "a folder"):
-        return sorted(epath.Path(p).name for p in _filesystem(path).ls(path, detail=False))
+        return sorted(epath.Path(p).name for p in filesystem(path).ls(path, detail=False))
 
 
 def list_files(path: str) -> list[str]:
@@ -149,8 +165,9 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
         return
     bucket = bucket_of(path)
+    fs = filesystem(bucket)
     try:
-        _filesystem(bucket).info(bucket)
+        fs.info(bucket)
     except FileNotFoundError:
         raise StorageError(f"bucket {bucket} does not exist (needed for {path}); create it "
                            "first, e.g. `gcloud storage buckets create`") from None
@@ -165,7 +182,7 @@ def read_bytes(path: str, expected: str = "a file") -> bytes:
     faster per image than opening the object)."""
     with storage_errors(path, expected):
         if is_url(path):
-            return _filesystem(path).cat_file(path)
+            return filesystem(path).cat_file(path)
         return epath.Path(path).read_bytes()
 
 
@@ -184,14 +201,20 @@ def write_text(path: str, text: str) -> None:
         epath.Path(path).write_text(text, encoding="utf-8")
 
 
-def append_text(path: str, text: str) -> None:
-    """Appends ``text`` to a local file, or rewrites the object with ``text`` added."""
+def append_bytes(path: str, data: bytes) -> None:
+    """Appends ``data`` to a local file or to an object (``gcs.append``: the
+    object is composed with a part holding ``data``, never rewritten whole)."""
     if not is_url(path):
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
+        with open(path, "ab") as f:
+            f.write(data)
         return
-    old = read_text(path) if exists(path) else ""
-    write_text(path, old + text)
+    from livt_jax import gcs  # pylint: disable=import-outside-toplevel  (gcs uses this module)
+    with storage_errors(path, "a writable location"):
+        gcs.append(path, data)
+
+
+def append_text(path: str, text: str) -> None:
+    append_bytes(path, text.encode("utf-8"))
 
 
 def save_figure(fig, path: str, **savefig_kwargs) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+import time
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
@@ -16,6 +18,9 @@ import numpy as np
 from livt_jax import paths
 
 GROUPS = ("many", "medium", "few")
+# In a bucket, metric lines and TensorBoard events are buffered and appended at most
+# this often (and at every checkpoint and at the end): each append is O(1) requests.
+FLUSH_EVERY_S = 30.0
 
 
 def is_writer() -> bool:
@@ -37,26 +42,56 @@ def read_metrics(path: str, stage: Optional[str] = None) -> list[dict]:
 
 class MetricWriter:
     """Appends `{'step', 'stage', **scalars}` lines to `workdir/metrics.jsonl` and
-    mirrors the scalars to TensorBoard (`workdir/tb`)."""
+    mirrors the scalars to TensorBoard (`workdir/tb/STAGE`), with `hparams` (a flat
+    `{name: value}` dict, e.g. `flat_hparams(config)`) on TensorBoard's HParams tab.
 
-    def __init__(self, workdir: str, stage: str):
+    On a local disk every line is written at once. In a bucket, lines and events
+    are buffered and appended (objects composed, never rewritten) by `flush()`,
+    which `write` calls at most every `flush_every_s`; call `flush()` when a
+    checkpoint is saved, so the log never lags behind the checkpoint."""
+
+    def __init__(self, workdir: str, stage: str, hparams: Optional[Mapping[str, Any]] = None,
+                 flush_every_s: Optional[float] = None):
         self.stage = stage
         self._jsonl = paths.join(workdir, "metrics.jsonl")
+        self._buffered = paths.is_url(workdir)
+        self._flush_every_s = FLUSH_EVERY_S if flush_every_s is None else flush_every_s
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
         self._tb = None
         if is_writer():
             from tensorboardX import SummaryWriter
-            if paths.is_url(workdir):
+            if self._buffered:
                 _write_events_through_paths(workdir.partition("://")[0])
             self._tb = SummaryWriter(paths.join(workdir, "tb", stage))
+            if hparams:
+                self._write_hparams(hparams)
+
+    def _write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        from tensorboardX.summary import hparams as hparams_summaries
+        metrics = {f"{self.stage}/{name}": 0.0 for name in ("loss", "eval_top1")}
+        for summary in hparams_summaries(dict(hparams), metrics):
+            self._tb.file_writer.add_summary(summary)
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not is_writer():
             return
         clean = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0 and v is not None}
-        paths.append_text(self._jsonl, json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
+        self._pending.append(json.dumps({"stage": self.stage, "step": int(step), **clean}) + "\n")
         for key, value in clean.items():
             self._tb.add_scalar(f"{self.stage}/{key}", value, step)
+        if not self._buffered or time.monotonic() - self._last_flush >= self._flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered lines and TensorBoard events."""
+        if not is_writer():
+            return
+        if self._pending:
+            paths.append_text(self._jsonl, "".join(self._pending))
+            self._pending = []
         self._tb.flush()
+        self._last_flush = time.monotonic()
 
     def read_eval_history(self) -> list[dict]:
         """This stage's earlier evaluations as `{'top1': ..., 'epoch': ...}` dicts."""
@@ -74,21 +109,40 @@ class MetricWriter:
 
     def close(self) -> None:
         if self._tb is not None:
+            self.flush()
             self._tb.close()
 
 
+def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as `{'a.b': value}` with TensorBoard hparam types (bool,
+    int, float, str; anything else as its text)."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_hparams(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
 class _EventObject:
-    """A TensorBoard event file in a bucket: buffered, the whole object rewritten
-    on each flush (objects cannot be appended to)."""
+    """A TensorBoard event file in a bucket: written bytes are buffered, and each
+    flush appends them to the object (`paths.append_bytes`: composed, not rewritten).
+    tensorboardX flushes from its own thread too, hence the lock."""
 
     def __init__(self, url: str):
-        self.url, self.buffer = url, io.BytesIO()
+        self.url, self.pending, self.lock = url, bytearray(), threading.Lock()
 
     def write(self, data: bytes) -> None:
-        self.buffer.write(data)
+        with self.lock:
+            self.pending += data
 
     def flush(self) -> None:
-        paths.write_bytes(self.url, self.buffer.getvalue())
+        with self.lock:
+            data, self.pending = bytes(self.pending), bytearray()
+            if data:
+                paths.append_bytes(self.url, data)
 
     def close(self) -> None:
         self.flush()
@@ -183,6 +237,26 @@ def save_image_grid(path: str, rows: Sequence[np.ndarray], row_titles: Sequence[
             axes[r, i].axis("off")
         axes[r, 0].set_title(title, fontsize=8, loc="left")
     save_plot(fig, path, dpi=120)
+
+
+def format_step_line(stage: str, step: int, total_steps: int, epoch: float,
+                     metrics: Mapping[str, Any], images_per_s: float, eta_s: float) -> str:
+    """One plain log line: `finetune step 120/1000 epoch 2.40 loss 0.4123 lr 1.20e-04
+    img/s 1534 ETA 0:09:34`."""
+    eta = int(round(eta_s))
+    return (f"{stage} step {step}/{total_steps} epoch {epoch:.2f} loss {float(metrics['loss']):.4f} "
+            f"lr {float(metrics['lr']):.2e} img/s {images_per_s:.0f} "
+            f"ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
+
+
+def format_eval_line(stage: str, label: str, step: int, scalars: Mapping[str, Any]) -> str:
+    """One plain line per evaluation, with whichever of top-1, many, medium, few and
+    top-5 (%) it has: `finetune eval step 150 epoch 3.00: top-1 45.20 many 60.10 ...`."""
+    names = {"top1": "top-1", **{g: g for g in GROUPS}, "top5": "top-5"}
+    cells = " ".join(f"{name} {float(scalars[key]):.2f}" for key, name in names.items()
+                     if key in scalars)
+    epoch = f" epoch {float(scalars['epoch']):.2f}" if "epoch" in scalars else ""
+    return f"{stage} {label} step {step}{epoch}: {cells}"
 
 
 def format_results_table(final: Mapping[str, Any], best: Optional[Mapping[str, Any]] = None) -> str:

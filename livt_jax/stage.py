@@ -24,8 +24,8 @@ from jax.sharding import Mesh
 
 from livt_jax import checkpoint, losses, mesh as mesh_lib, optim
 from livt_jax.config_lib import stage_data_config, stage_image_size
-from livt_jax.convert import detect_kind
-from livt_jax.data import device_augment, mixup
+from livt_jax.models.timm_convert import detect_kind
+from livt_jax.step import device_augment, mixup
 from livt_jax.models import factory, mae as mae_lib, transfer, vit as vit_lib
 
 TRAIN_STAGES = ("pretrain", "finetune")

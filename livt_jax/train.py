@@ -11,6 +11,7 @@ assembled from per-process data, checkpoints, logs and evaluates
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -33,26 +34,51 @@ BEST_EXPORT = "best_export"  # BFT params of the best validation epoch so far
 # ----------------------------------------------------------------------------- the loop
 
 class _Progress:
-    """One progress line on process 0: step, loss, lr, images/s, ETA."""
+    """Progress on process 0. On a terminal: a tqdm bar (step, loss, lr, images/s,
+    ETA). Otherwise (a pod's or a batch job's log file): one plain line per log
+    step (`report.format_step_line`). Evaluations are one line either way."""
 
-    def __init__(self, stage: str, total_steps: int, start_step: int, global_batch: int):
-        self.bar = None
-        self.global_batch = global_batch
+    def __init__(self, stage: str, total_steps: int, start_step: int, global_batch: int,
+                 steps_per_epoch: int):
+        self.stage, self.total_steps, self.global_batch = stage, total_steps, global_batch
+        self.steps_per_epoch = steps_per_epoch
         self.last_time, self.last_step = time.time(), start_step
-        if report.is_writer():
+        self.first = None  # (time, step) of the first update: ETA excludes compilation
+        self.writer = report.is_writer()
+        self.bar = None
+        if self.writer and sys.stdout.isatty() and sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=start_step, desc=stage,
                             dynamic_ncols=True, mininterval=1.0)
 
     def update(self, step: int, metrics: dict) -> float:
+        """Shows `metrics` ('loss', 'lr') at `step`; returns images/s since the last update."""
         now = time.time()
         rate = (step - self.last_step) * self.global_batch / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
+        if self.first is None or step <= self.first[1]:
+            self.first, eta = (now, step), (self.total_steps - step) * self.global_batch / rate
+        else:
+            eta = (self.total_steps - step) * (now - self.first[0]) / (step - self.first[1])
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
                                  img_s=f"{rate:.0f}", refresh=False)
             self.bar.update(step - self.bar.n)
+        elif self.writer:
+            print(report.format_step_line(self.stage, step, self.total_steps,
+                                          step / self.steps_per_epoch, metrics, rate, eta),
+                  flush=True)
         return rate
+
+    def evaluation(self, step: int, scalars: dict, label: str = "eval") -> None:
+        """One line with the evaluation's top-1 and shot-group accuracies."""
+        if not self.writer:
+            return
+        line = report.format_eval_line(self.stage, label, step, scalars)
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def close(self):
         if self.bar is not None:
@@ -120,7 +146,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
         manager, mesh_lib.sharded_abstract(state, built.shardings), train_iter)
-    writer = report.MetricWriter(workdir, stage)
+    writer = report.MetricWriter(workdir, stage, hparams=report.flat_hparams(config.to_dict()))
     if restored is not None:
         state = restored
         writer.truncate_after(start_step)  # drop lines logged after the last checkpoint
@@ -132,7 +158,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                               params_shardings=built.shardings.params)
         eval_every = max(int(round(config.finetune.eval_every_epochs * steps_per_epoch)), 1)
 
-    progress = _Progress(stage, total_steps, start_step, global_batch)
+    progress = _Progress(stage, total_steps, start_step, global_batch, steps_per_epoch)
     stop = preemption.StopRequest(manager)
     evals = _EvalTracker(writer, writer.read_eval_history(), select=selecting)
     pending = []
@@ -158,13 +184,16 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 eval_result = evaluator.run(state.params)
                 eval_result["epoch"] = step / steps_per_epoch
                 improved = evals.add(step, eval_result)
+                progress.evaluation(step, scalar_metrics(eval_result),
+                                    "validation" if selecting else "test")
                 if improved:  # the selected model, tested at the end
                     checkpoint.save_params_export(paths.join(workdir, BEST_EXPORT), state.params)
             preempted = stop.reached(step)  # every process, every step
             stopping = preempted or step == stop_after
             # A new best is checkpointed too, so a resumed run's history reaches it.
-            checkpoint.save(manager, step, state, train_iter,
-                            force=stopping or step == total_steps or improved)
+            if checkpoint.save(manager, step, state, train_iter,
+                               force=stopping or step == total_steps or improved):
+                writer.flush()  # the log in a bucket never lags behind the checkpoint
             if stopping:
                 manager.wait_until_finished()
                 logging.warning("%s stopped at step %d (checkpoint saved; rerun to resume)",

@@ -1,13 +1,20 @@
-"""One run per workdir: a lock file naming its holder, with stale-lock detection.
+"""One run per workdir: a lock naming its holder, with stale-lock detection, on a
+local (or mounted) folder and in a ``gs://`` bucket alike.
 
-`hold(workdir)` creates `workdir/LOCK_FILE` atomically (`O_CREAT | O_EXCL`)
-holding `{"host", "pid", "started"}` and removes it when the run ends. A second
-run in the same workdir is refused with a `WorkdirLockedError` naming the
-holder, before it writes anything. A lock left by a run that died is not
-stuck forever: on the holder's own host it is stale once that pid no longer
-exists; from another host (a shared file system) once its heartbeat (the
-file's modification time, refreshed every `HEARTBEAT_S` by the holder) is
-older than `STALE_AFTER_S`. A stale lock is taken over with a warning.
+`hold(workdir)` creates `workdir/LOCK_FILE` atomically holding
+`{"host", "pid", "started"}` and removes it when the run ends: locally with
+`O_CREAT | O_EXCL`; in a bucket with an upload conditioned on the object not
+existing (GCS `ifGenerationMatch=0`), so of two hosts or jobs starting at once
+exactly one gets it. A second run in the same workdir is refused with a
+`WorkdirLockedError` naming the holder, before it writes anything.
+
+A lock left by a run that died is not stuck forever: on the holder's own host
+it is stale once that pid no longer exists; from another host once its
+heartbeat (the file's modification time, or the object's update time, refreshed
+every `HEARTBEAT_S` by the holder) is older than `STALE_AFTER_S`. A stale lock is
+taken over with a warning; in a bucket the takeover is an upload conditioned on
+the stale object's generation, so of two runs taking over at once one wins. A
+holder whose heartbeat finds its object replaced logs an error (it lost the lock).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Iterator, Optional
 
 from absl import logging
 
+from livt_jax import paths
+
 LOCK_FILE = "livt.lock"
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
@@ -29,17 +38,6 @@ STALE_AFTER_S = 600.0
 
 class WorkdirLockedError(RuntimeError):
     """Another live run holds the workdir."""
-
-
-def _holder(path: str) -> Optional[dict]:
-    """The lock's content, `{}` if unreadable (being written), None if absent."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -52,73 +50,175 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_reason(path: str, holder: dict, now: float) -> Optional[str]:
-    """Why the lock at `path` held by `holder` is stale, or None if it is live."""
+def _parse(data: bytes) -> dict:
+    """The lock's content; `{}` if unreadable (being written)."""
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def stale_reason(holder: dict, heartbeat: Optional[float], now: float) -> Optional[str]:
+    """Why a lock held by `holder`, last refreshed at `heartbeat` (seconds since the
+    epoch; None: it was just removed), is stale, or None if it is live."""
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         if not _pid_alive(holder["pid"]):
             return f"process {holder['pid']} on this host no longer exists"
         return None
-    try:
-        age = now - os.path.getmtime(path)
-    except FileNotFoundError:
+    if heartbeat is None:
         return "it was just removed"
+    age = now - heartbeat
     if age > STALE_AFTER_S:
         return f"its heartbeat is {age:.0f} s old (> {STALE_AFTER_S:.0f} s)"
     return None
 
 
-def _create(path: str) -> bool:
-    """Creates the lock file naming this process; False if it exists."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, f)
-    return True
+class _FileLock:
+    """The lock as a local file; `version` is unused (None)."""
+
+    def __init__(self, workdir: str):
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, LOCK_FILE)
+
+    def create(self, content: bytes) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        return True
+
+    def read(self) -> tuple[Optional[dict], Optional[float], None]:
+        """(holder or None if absent, heartbeat time, version)."""
+        try:
+            with open(self.path, "rb") as f:
+                holder = _parse(f.read())
+            return holder, os.path.getmtime(self.path), None
+        except FileNotFoundError:
+            return None, None, None
+        except OSError:
+            return {}, None, None
+
+    def take_over(self, version: None, content: bytes) -> bool:
+        aside = f"{self.path}.stale.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.path, aside)
+            os.remove(aside)
+        return self.create(content)
+
+    def heartbeat(self) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.path)
+
+    def release(self) -> None:
+        holder, _, _ = self.read()
+        if (holder or {}).get("pid") == os.getpid():  # not taken over meanwhile
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
 
 
-def acquire(workdir: str) -> str:
-    """Takes the workdir's lock (creating `workdir`); returns the lock path.
+class _ObjectLock:
+    """The lock as a GCS object; `version` is its generation."""
 
-    Raises WorkdirLockedError naming the holder's host, pid and start time.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK_FILE)
+    def __init__(self, workdir: str):
+        from livt_jax import gcs  # pylint: disable=import-outside-toplevel
+        self.gcs = gcs
+        paths.makedirs(workdir)
+        self.path = paths.join(workdir, LOCK_FILE)
+        self.generation, self.content = None, b""
+
+    def create(self, content: bytes) -> bool:
+        return self.take_over(0, content)
+
+    def read(self) -> tuple[Optional[dict], Optional[float], Optional[int]]:
+        # Generation first: content of a newer generation only makes a takeover fail.
+        with paths.storage_errors(self.path, "a workdir lock"):
+            stat = self.gcs.stat(self.path)
+            if stat is None:
+                return None, None, None
+            try:
+                return _parse(paths.read_bytes(self.path)), stat.updated, stat.generation
+            except paths.StorageError:
+                if self.gcs.stat(self.path) is None:
+                    return None, None, None
+                raise
+
+    def take_over(self, version: int, content: bytes) -> bool:
+        with paths.storage_errors(self.path, "a workdir lock"):
+            try:
+                self.generation = self.gcs.write_if_generation(self.path, content, version)
+            except FileExistsError:  # created or replaced by another run meanwhile
+                return False
+        self.content = content
+        return True
+
+    def heartbeat(self) -> None:
+        try:
+            self.generation = self.gcs.write_if_generation(self.path, self.content, self.generation)
+        except FileExistsError:
+            logging.error("the workdir lock %s was taken over by another run: this run no "
+                          "longer holds its workdir", self.path)
+        except Exception as e:  # pylint: disable=broad-except  (retried at the next beat)
+            logging.warning("workdir lock heartbeat failed: %s", e)
+
+    def release(self) -> None:
+        stat = self.gcs.stat(self.path)
+        if stat is None or stat.generation != self.generation:  # taken over meanwhile
+            return
+        with contextlib.suppress(FileExistsError, FileNotFoundError):  # ... just now
+            self.gcs.delete_if_generation(self.path, self.generation)
+
+
+def _lock(workdir: str):
+    return _ObjectLock(workdir) if paths.is_url(workdir) else _FileLock(workdir)
+
+
+def _content() -> bytes:
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}).encode()
+
+
+def _acquire(workdir: str):
+    """Takes the workdir's lock; returns the lock object. Raises WorkdirLockedError
+    naming the holder's host, pid and start time."""
+    lock, content = _lock(workdir), _content()
     for _ in range(3):  # a takeover race with another starting run: try again
-        if _create(path):
-            return path
-        holder = _holder(path)
+        if lock.create(content):
+            return lock
+        holder, heartbeat, version = lock.read()
         if holder is None:
             continue  # released meanwhile
-        reason = stale_reason(path, holder, time.time()) if holder else None
+        reason = stale_reason(holder, heartbeat, time.time()) if holder else None
         if reason is None:
             who = (f"{holder.get('host')} pid {holder.get('pid')}, started "
                    f"{holder.get('started')}") if holder else "a run that is starting"
             raise WorkdirLockedError(
                 f"workdir {workdir!r} is in use by another run ({who}); wait for it to end, "
-                f"use another --workdir, or delete {path} if that run is gone")
-        logging.warning("taking over the stale lock %s (%s): %s", path, holder, reason)
-        aside = f"{path}.stale.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(path, aside)
-            os.remove(aside)
-    raise WorkdirLockedError(f"could not take the lock {path}: other runs keep taking it")
+                f"use another --workdir, or delete {lock.path} if that run is gone")
+        logging.warning("taking over the stale lock %s (%s): %s", lock.path, holder, reason)
+        if lock.take_over(version, content):
+            return lock
+    raise WorkdirLockedError(f"could not take the lock {lock.path}: other runs keep taking it")
+
+
+def acquire(workdir: str) -> str:
+    """Takes the workdir's lock (creating a local `workdir`); returns the lock path."""
+    return _acquire(workdir).path
 
 
 class _Heartbeat(threading.Thread):
-    """Touches the lock file every `HEARTBEAT_S` so other hosts see it live."""
+    """Refreshes the lock every `HEARTBEAT_S` so other hosts see it live."""
 
-    def __init__(self, path: str):
+    def __init__(self, lock):
         super().__init__(daemon=True, name="workdir-lock-heartbeat")
-        self.path = path
+        self.lock = lock
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            self.lock.heartbeat()
 
 
 @contextlib.contextmanager
@@ -128,18 +228,12 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    if "://" in workdir:
-        logging.warning("no workdir lock on %s (only local and mounted paths are locked)",
-                        workdir)
-        yield
-        return
-    path = acquire(workdir)
-    heartbeat = _Heartbeat(path)
+    lock = _acquire(workdir)
+    heartbeat = _Heartbeat(lock)
     heartbeat.start()
     try:
         yield
     finally:
         heartbeat.stopped.set()
-        if (_holder(path) or {}).get("pid") == os.getpid():  # not taken over meanwhile
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        heartbeat.join()
+        lock.release()

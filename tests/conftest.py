@@ -1,4 +1,7 @@
-"""Test set-up: 8 fake CPU devices so sharding is exercised without accelerators."""
+"""Test set-up: 8 fake CPU devices so sharding is exercised without accelerators.
+
+Plain helpers that several tests and the worker scripts share are in tests/helpers/common.py
+(importing this file would set the fake devices in a worker too)."""
 
 import os
 import sys
@@ -16,8 +19,8 @@ if "xla_force_host_platform_device_count" not in _flags:
 
 @pytest.fixture(scope="session")
 def gcs_bucket():
-    """`gs://test-bucket` on a fake-gcs-server at 127.0.0.1 (tests/gcs_server.py),
+    """`gs://test-bucket` on a fake-gcs-server at 127.0.0.1 (tests/helpers/gcs_server.py),
     with every GCS client of this process and its subprocesses pointed there."""
-    from tests.gcs_server import fake_gcs_server
+    from tests.helpers.gcs_server import fake_gcs_server
     with fake_gcs_server(buckets=("test-bucket",)):
         yield "gs://test-bucket"

@@ -5,8 +5,9 @@ import jax
 import pytest
 
 from configs import demo
-from livt_jax import benchmark, mesh as mesh_lib, stage as stage_lib, train
-from tests.test_train import tiny_config
+from livt_jax import mesh as mesh_lib, stage as stage_lib, train
+from livt_jax.tools import benchmark
+from tests.helpers.common import tiny_config
 
 _BUILD_STAGE = stage_lib.build_stage
 
@@ -25,6 +26,7 @@ def test_encoder_flops_count_each_matmul():
     assert benchmark.encoder_matmul_flops(n, d, depth=1) == by_hand
 
 
+@pytest.mark.e2e
 def test_benchmark_runs_the_real_step_on_cpu():
     config = demo.get_config("100")
     config.model.update(dict(embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
@@ -65,6 +67,7 @@ def _lowered_steps(monkeypatch, tmp_path, grad_accum):
             for _, _, stage, abstract_state in built]
 
 
+@pytest.mark.e2e
 def test_benchmark_times_the_trainers_step(monkeypatch, tmp_path):
     trainer, bench = _lowered_steps(monkeypatch, tmp_path / "accum2", grad_accum=2)
     assert trainer == bench

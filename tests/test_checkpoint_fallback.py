@@ -1,4 +1,5 @@
-"""Restore falls back from a corrupt latest checkpoint to the newest intact one (issue #13)."""
+"""Restore falls back from a corrupt latest checkpoint to the newest intact one; with none
+intact, one clear error."""
 
 import logging
 import os
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from livt_jax import checkpoint, train
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
 def pretrain_config(stop_after):
@@ -74,6 +75,7 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
     manager.close()
 
 
+@pytest.mark.e2e
 def test_training_resumes_past_a_corrupt_latest_checkpoint(tmp_path, caplog):
     workdir = tmp_path / "run"
     assert train.train_and_evaluate(pretrain_config(10), str(workdir))["stopped_at"] == 10

@@ -1,10 +1,13 @@
-"""The command line's errors: one line, exit 2 for usage, 1 for runtime failures (issue #13)."""
+"""The command line's errors: one line, exit 2 for usage, 1 for runtime failures, the full
+traceback only with --traceback."""
 
 import os
 import sys
 
 import pytest
-from tests import procs
+from tests.helpers import procs
+
+pytestmark = pytest.mark.e2e
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,5 @@
-"""Config values checked for meaning before anything runs (issue #13, case 4 and the bullets)."""
+"""Config values checked for meaning before anything runs: each bad value is refused naming
+its key, every problem is listed in one error, BFT's errors are found before MGP trains."""
 
 import pytest
 
@@ -32,6 +33,8 @@ def config_with(**overrides):
     ({"data.bad_images": "ignore"}, r"data.bad_images='ignore'"),
     ({"data.image_size": 30}, r"data.image_size=30 must be a positive multiple of the patch size 4"),
     ({"checkpoint.keep": 0}, r"checkpoint.keep=0 must be > 0"),
+    ({"finetune.aug.interpolation": "nearest"},
+     r"finetune.aug.interpolation='nearest'; expected one of \('bicubic', 'bilinear'\)"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from livt_jax import config_guard, train
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
 def recorded(workdir):

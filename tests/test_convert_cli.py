@@ -1,4 +1,4 @@
-"""`python -m livt_jax.convert`: timm/MAE .pth/.safetensors <-> orbax params exports."""
+"""`python -m livt_jax.tools.convert`: timm/MAE .pth/.safetensors <-> orbax params exports."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from livt_jax import convert
-from tests import procs
+from livt_jax import checkpoint, state_dict_files
+from livt_jax.models import timm_convert
+from livt_jax.tools import convert
+from tests.helpers import procs
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
+
+pytestmark = pytest.mark.torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2)
@@ -124,8 +128,8 @@ def test_timm_loads_our_safetensors_strictly(tmp_path, capsys, images):
     """Our export -> .safetensors (written without torch) -> timm's own loader, strict."""
     rng = np.random.default_rng(2)
     params = jax.tree.map(lambda s: rng.normal(scale=0.2, size=s.shape).astype(np.float32),
-                          convert.model_shapes("vit", num_classes=NUM_CLASSES, **TINY))
-    convert.save_params_export(str(tmp_path / "export"), params)
+                          timm_convert.model_shapes("vit", num_classes=NUM_CLASSES, **TINY))
+    checkpoint.save_params_export(str(tmp_path / "export"), params)
     code, _, err = cli(capsys, "to-torch", tmp_path / "export", tmp_path / "ours.safetensors")
     assert code == 0, err
     model = timm.models.vision_transformer.VisionTransformer(
@@ -139,7 +143,7 @@ def test_timm_loads_our_safetensors_strictly(tmp_path, capsys, images):
 def test_bfloat16_safetensors_input(tmp_path, capsys, timm_model):
     state_dict = {k: v.to(torch.bfloat16) for k, v in timm_model.state_dict().items()}
     safetensors_torch.save_file(state_dict, tmp_path / "bf16.safetensors")
-    loaded = convert.load_torch_state_dict(str(tmp_path / "bf16.safetensors"))
+    loaded = state_dict_files.load_torch_state_dict(str(tmp_path / "bf16.safetensors"))
     assert sorted(loaded) == sorted(state_dict)
     for key, value in state_dict.items():
         assert loaded[key].dtype == np.float32, key
@@ -149,7 +153,7 @@ def test_bfloat16_safetensors_input(tmp_path, capsys, timm_model):
 def test_converted_classifier_matches_timm_logits(tmp_path, capsys, timm_model, images):
     torch.save({"model": timm_model.state_dict()}, tmp_path / "in.pth")
     assert to_jax(capsys, tmp_path / "in.pth", tmp_path / "export")[0] == 0
-    params = convert.load_params_export(str(tmp_path / "export"))
+    params = checkpoint.load_params_export(str(tmp_path / "export"))
     ours, ref = our_logits(params, images), timm_logits(timm_model, images)
     assert np.abs(ref).max() > 0.1  # the comparison is not between near-zero logits
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
@@ -162,7 +166,7 @@ def test_mae_round_trip_detects_kind(tmp_path, capsys):
     rng = np.random.default_rng(1)
     params = jax.tree.map(  # random values of the right shapes; no (slow) init needed
         lambda s: rng.normal(size=s.shape).astype(np.float32),
-        convert.model_shapes("mae", **mae_kwargs),
+        timm_convert.model_shapes("mae", **mae_kwargs),
     )
     state_dict = timm_state_dict_from_mae_params(params, grid_size=8)
     torch.save({"model": {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}},
@@ -261,14 +265,14 @@ def test_pickled_code_is_refused_unless_unsafe_load(tmp_path, capsys, timm_model
 
 @pytest.mark.parametrize("n", [1, 11, 123, 8142])
 def test_inat_lexicographic_order(n):
-    order = convert.inat_lexicographic_order(n)
+    order = timm_convert.inat_lexicographic_order(n)
     assert order.tolist() == [int(s) for s in sorted(map(str, range(n)))]
 
 
 def test_inat_lexicographic_order_head():
-    assert convert.inat_lexicographic_order(12).tolist() == [0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert timm_convert.inat_lexicographic_order(12).tolist() == [0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9]
     with pytest.raises(ValueError, match="num_classes"):
-        convert.inat_lexicographic_order(0)
+        timm_convert.inat_lexicographic_order(0)
 
 
 def test_reorder_inat_head_maps_release_outputs_to_numeric_labels(tmp_path, capsys, images):
@@ -278,9 +282,9 @@ def test_reorder_inat_head_maps_release_outputs_to_numeric_labels(tmp_path, caps
     code, _, err = cli(capsys, "to-jax", tmp_path / "inat.pth", tmp_path / "export", *TARGET,
                        "--num-classes", n, "--reorder-inat-head")
     assert code == 0, err
-    ours = our_logits(convert.load_params_export(str(tmp_path / "export")), images, n)
+    ours = our_logits(checkpoint.load_params_export(str(tmp_path / "export")), images, n)
     release = timm_logits(model, images)
-    order = convert.inat_lexicographic_order(n)
+    order = timm_convert.inat_lexicographic_order(n)
     # Release output j is the class named str(order[j]); ours puts it at label order[j].
     np.testing.assert_allclose(ours[:, order], release, rtol=1e-5, atol=1e-5)
     assert not np.allclose(ours, release, atol=1e-3)  # the permutation did something
@@ -292,24 +296,25 @@ def test_reorder_inat_head_maps_release_outputs_to_numeric_labels(tmp_path, caps
 def test_export_helpers_restore_onto_a_target(tmp_path):
     params = {"head": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
                        "bias": np.ones(3, np.float32)}}
-    convert.save_params_export(str(tmp_path / "e"), params)
+    checkpoint.save_params_export(str(tmp_path / "e"), params)
     mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
                          devices=jax.devices()[:2])
     shardings = {"head": {"kernel": jax.sharding.NamedSharding(mesh, jax.P("data")),
                           "bias": jax.sharding.NamedSharding(mesh, jax.P())}}
     target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                           params, shardings)
-    restored = convert.load_params_export(str(tmp_path / "e"), target)
+    restored = checkpoint.load_params_export(str(tmp_path / "e"), target)
     kernel = restored["head"]["kernel"]
     assert isinstance(kernel, jax.Array) and kernel.sharding == shardings["head"]["kernel"]
     np.testing.assert_array_equal(kernel, params["head"]["kernel"])
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        convert.load_params_export(str(tmp_path / "nowhere"))
+        checkpoint.load_params_export(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_core_import_has_no_torch_and_cli_help_works():
     code = (
-        "import sys, livt_jax.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
+        "import sys, livt_jax.tools.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
         "c.build_parser().parse_args(['to-jax', '-h'])"
     )
     out = procs.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

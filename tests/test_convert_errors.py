@@ -1,4 +1,5 @@
-"""`convert to-jax` on files that are no checkpoint: one line naming a corrupt file (issue #13)."""
+"""`livt-convert to-jax` on files that are no checkpoint: exit 2 and one line naming the
+corrupt file."""
 
 import re
 import zipfile
@@ -6,7 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from livt_jax import convert
+from livt_jax.tools import convert
+
+pytestmark = pytest.mark.torch
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")

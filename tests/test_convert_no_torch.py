@@ -4,7 +4,11 @@ import os
 import sys
 import textwrap
 
-from tests import procs
+import pytest
+
+from tests.helpers import procs
+
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,19 +31,21 @@ _SCRIPT = textwrap.dedent("""
         pass
 
     import jax, numpy as np
-    from livt_jax import convert
+    from livt_jax import checkpoint
+    from livt_jax.models import timm_convert
+    from livt_jax.tools import convert
 
     workdir = sys.argv[1]
     tiny = dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32),
-                          convert.model_shapes("vit", **tiny))
-    convert.save_params_export(f"{workdir}/export", params)
+                          timm_convert.model_shapes("vit", **tiny))
+    checkpoint.save_params_export(f"{workdir}/export", params)
     assert convert.main(["to-torch", f"{workdir}/export", f"{workdir}/vit.safetensors"]) == 0
     assert convert.main(["to-jax", f"{workdir}/vit.safetensors", f"{workdir}/back",
                          "--embed-dim", "32", "--depth", "2", "--num-heads", "2",
                          "--patch-size", "4", "--img-size", "32", "--num-classes", "5"]) == 0
-    back = convert.load_params_export(f"{workdir}/back")
+    back = checkpoint.load_params_export(f"{workdir}/back")
     jax.tree.map(np.testing.assert_array_equal, back, params)
     # A .pth needs torch: a clear error (exit status 2) saying which extra installs it.
     assert convert.main(["to-torch", f"{workdir}/export", f"{workdir}/vit.pth"]) == 2

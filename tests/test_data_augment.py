@@ -8,27 +8,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from livt_jax.data import augment, pipeline, randaugment
+from tests.helpers.common import smooth_images, torchvision_crop_box
 
 RNG = np.random.default_rng(0)
-
-
-def smooth_images(n, h, w, c=3, seed=0):
-    """uint8 images with structure (upsampled noise), so ops have something to act on."""
-    small = np.random.default_rng(seed).integers(0, 256, (n, max(h // 4, 1), max(w // 4, 1), c), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(im.squeeze(-1) if c == 1 else im).resize((w, h), Image.BILINEAR))
-                     .reshape(h, w, c) for im in small])
-
-
-def torchvision_crop_box(rng, height, width, scale, ratio=(3 / 4, 4 / 3)):
-    """torchvision's RandomResizedCrop.get_params, one image, written plainly."""
-    area = height * width
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
-    return None
 
 
 def test_crop_boxes_follow_torchvision_distribution():
@@ -127,17 +109,18 @@ FILL = np.array([124, 116, 104], np.uint8)
     ("PosterizeIncreasing", lambda im: ImageOps.posterize(im, 4 - int(8.5 / 10 * 4)), 0),
     ("SolarizeIncreasing", lambda im: ImageOps.solarize(im, 256 - int(8.5 / 10 * 256)), 0),
     ("SolarizeAdd", lambda im: im.point(lambda v: min(v + int(8.5 / 10 * 110), 255) if v < 128 else v), 0),
-    ("ColorIncreasing", lambda im: ImageEnhance.Color(im).enhance(1 + 0.85 * 0.9), 1),
-    ("ContrastIncreasing", lambda im: ImageEnhance.Contrast(im).enhance(1 + 0.85 * 0.9), 1),
-    ("BrightnessIncreasing", lambda im: ImageEnhance.Brightness(im).enhance(1 + 0.85 * 0.9), 1),
-    ("SharpnessIncreasing", lambda im: ImageEnhance.Sharpness(im).enhance(1 + 0.85 * 0.9), 1),
-    ("Rotate", lambda im: im.rotate(8.5 / 10 * 30, Image.BILINEAR, fillcolor=tuple(FILL.tolist())), 0),
-    ("ShearX", lambda im: im.transform(im.size, Image.AFFINE, (1, 0.255, 0, 0, 1, 0), Image.BILINEAR,
+    ("ColorIncreasing", lambda im: ImageEnhance.Color(im).enhance(1 + 0.85 * 0.9), 0),
+    ("ContrastIncreasing", lambda im: ImageEnhance.Contrast(im).enhance(1 + 0.85 * 0.9), 0),
+    ("BrightnessIncreasing", lambda im: ImageEnhance.Brightness(im).enhance(1 + 0.85 * 0.9), 0),
+    ("SharpnessIncreasing", lambda im: ImageEnhance.Sharpness(im).enhance(1 + 0.85 * 0.9), 0),
+    ("Rotate", lambda im: im.rotate(8.5 / 10 * 30, Image.BICUBIC, fillcolor=tuple(FILL.tolist())), 0),
+    ("ShearX", lambda im: im.transform(im.size, Image.AFFINE, (1, 0.255, 0, 0, 1, 0), Image.BICUBIC,
                                        fillcolor=tuple(FILL.tolist())), 0),
     ("TranslateYRel", lambda im: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, 0.85 * 0.45 * 20),
-                                              Image.BILINEAR, fillcolor=tuple(FILL.tolist())), 0),
+                                              Image.BICUBIC, fillcolor=tuple(FILL.tolist())), 0),
 ])
 def test_ops_match_pil(name, reference, tolerance):
+    """Each host op against Pillow called directly (geometric ops: bicubic, the default)."""
     images = smooth_images(3, 20, 24, seed=7)
     out = randaugment.OPS[name](images, np.full(3, 8.5), np.ones(3), FILL)
     assert out.dtype == np.uint8 and out.shape == images.shape
@@ -171,7 +154,7 @@ def config(kind, image_size=16, in_chans=3):
     return ml_collections.ConfigDict(dict(
         data=dict(image_size=image_size, in_chans=in_chans, mean=(0.5,) * in_chans, std=(0.25,) * in_chans),
         aug=dict(kind=kind, scale_min=0.2 if kind == "mgp" else 0.08, hflip=True, randaug_num_ops=2,
-                 randaug_magnitude=9, randaug_magnitude_std=0.5, random_erasing_prob=0.25,
+                 randaug_magnitude=9, randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
                  eval_crop_pct=0.875)))
 
 

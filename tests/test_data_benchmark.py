@@ -2,7 +2,7 @@
 
 import pytest
 
-from livt_jax.data import benchmark
+from livt_jax.tools import data_benchmark as benchmark
 
 
 def test_benchmark_table(capsys):
@@ -16,4 +16,5 @@ def test_benchmark_table(capsys):
     assert [r[1:3] for r in rows[:2]] == [["mgp", "host"], ["bft", "host"]]
     assert rows[2][:5] == ["synthetic", "cache", "40px", "bft", "host"]
     assert rows[3][:5] == ["synthetic", "cache", "40px", "bft", "device"]
+    assert rows[4][:5] == ["synthetic", "cache", "40px", "bft", "jit"]  # the device transform itself
     assert all(float(r[-2]) > 0 for r in rows)

@@ -1,4 +1,5 @@
-"""Data validated when a source opens, and an atomic cache with a manifest (issue #13)."""
+"""Data validated when a source opens (labels in range, classes not emptied by subsampling,
+undecodable images stopped or skipped), and a cache built atomically with a manifest."""
 
 import json
 import logging
@@ -8,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from livt_jax.data import cache, pipeline
+from livt_jax.data import pipeline
+from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, SplitListSource
 from tests.test_data_sources import data_config, image_folder  # noqa: F401  (fixture)
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from livt_jax import config_lib
-from livt_jax.data import animal_mnist, cache, pipeline
+from livt_jax.data import animal_mnist, pipeline
+from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, SplitListSource, read_split_list
 
 

@@ -9,9 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from livt_jax.data import augment, device_augment, pipeline
+from livt_jax.data import augment, pipeline
+from livt_jax.step import device_augment
 from livt_jax.data.sources import ArraySource, LabelledSource
-from tests.test_data_augment import smooth_images, torchvision_crop_box
+from tests.helpers.common import smooth_images, torchvision_crop_box
 
 KEY = jax.random.key(0)
 # Jitted once per static configuration: far faster on CPU than op-by-op dispatch.
@@ -157,7 +158,7 @@ def transform_config(kind="bft", in_chans=3, **aug):
     data = ml_collections.ConfigDict(dict(image_size=8, in_chans=in_chans, mean=(0.5,) * in_chans,
                                           std=(0.25,) * in_chans, device_augment=False))
     settings = dict(kind=kind, scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-                    randaug_magnitude_std=0.5, random_erasing_prob=0.25)
+                    randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25)
     settings.update(aug)
     return data, ml_collections.ConfigDict(settings)
 
@@ -198,7 +199,8 @@ def loader_config(device_augment=True):
         data=dict(source="animal_mnist", image_size=8, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3,
                   sampler="instance", worker_count=0, device_augment=device_augment),
         aug=dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-                 randaug_magnitude_std=0.5, random_erasing_prob=0.25, eval_crop_pct=0.875)))
+                 randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
+                 eval_crop_pct=0.875)))
 
 
 class ListSource(LabelledSource):
@@ -235,6 +237,7 @@ def test_loader_rejects_mixed_sizes_naming_them():
     assert batch["image"].shape == (6, 8, 8, 3) and batch["image"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_wrap_loss_fn_augments_the_batch_before_the_loss():
     data, aug = transform_config("mgp")
     view = ml_collections.ConfigDict({"data": data, "aug": aug})

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livt_jax import device_bench
-from tests import procs
+from livt_jax.tools import device_bench
+from tests.helpers import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
@@ -28,6 +28,7 @@ def python_section(name: str, code: str, timeout_s: float = 30.0) -> device_benc
     return device_bench.Section(name, [sys.executable, "-c", script], timeout_s)
 
 
+@pytest.mark.slow
 def test_run_sections_keeps_each_result_and_kills_a_hang():
     ok = python_section("a", "json.dump({'status': 'ok', 'result': {'x': 1}}, open(path, 'w'))")
     hang = python_section("b", "time.sleep(60)", timeout_s=1.0)
@@ -43,6 +44,7 @@ def test_run_sections_keeps_each_result_and_kills_a_hang():
     assert seen[2][1]["status"] == "failed" and "exit status 3" in seen[2][1]["error"]
 
 
+@pytest.mark.slow
 def test_run_sections_skips_what_the_budget_cannot_hold():
     seen = []
     sections = [python_section(n, "json.dump({'status': 'ok'}, open(path, 'w'))") for n in "ab"]
@@ -106,7 +108,7 @@ def test_stage_config_levers():
 
 
 def test_full_size_is_the_anchors_vit_b_and_mae_b():
-    from livt_jax import benchmark
+    from livt_jax.tools import benchmark
 
     config = device_bench.stage_config("full")
     assert (config.model.variant, config.data.image_size, config.data.in_chans) == ("B", 224, 3)
@@ -115,6 +117,7 @@ def test_full_size_is_the_anchors_vit_b_and_mae_b():
     assert device_bench.SIZES["full"]["batch"] == 256
 
 
+@pytest.mark.slow
 def test_attention_check_on_cpu_passes_and_measures_the_bf16_band():
     result = device_bench.attention_section("tiny", batch=4)
     assert result["passed"] and result["tokens"] == 50 and result["padded_to"] == 64
@@ -123,6 +126,7 @@ def test_attention_check_on_cpu_passes_and_measures_the_bf16_band():
             assert 1e-5 < result[path][key] < 3e-2  # bf16, not f32, and not broken
 
 
+@pytest.mark.e2e
 def test_child_marks_a_non_finite_loss_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(device_bench, "section_function",
                         lambda name: lambda size: {"img_s": 1.0, "loss": float("nan")})
@@ -134,9 +138,10 @@ def test_child_marks_a_non_finite_loss_failed(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- torch reference
 
+@pytest.mark.torch
 def test_torch_mae_patchify_matches_ours():
     torch = pytest.importorskip("torch")
-    from livt_jax import torch_reference
+    from livt_jax.tools import torch_reference
     from livt_jax.models import mae
 
     config = device_bench.stage_config("tiny")
@@ -147,10 +152,12 @@ def test_torch_mae_patchify_matches_ours():
     np.testing.assert_array_equal(theirs, ours)
 
 
+@pytest.mark.torch
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["finetune", "pretrain"])
 def test_torch_reference_step_runs(stage):
     pytest.importorskip("timm")
-    from livt_jax import torch_reference
+    from livt_jax.tools import torch_reference
 
     row = torch_reference.benchmark_stage(device_bench.stage_config("tiny"), stage, batch=4,
                                           steps=1, warmup=1)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from livt_jax import device_bench
+from livt_jax.tools import device_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIVT_REHEARSAL") != "1",
-                                reason="the rehearsal runs with LIVT_REHEARSAL=1 (make rehearsal)")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.skipif(os.environ.get("LIVT_REHEARSAL") != "1",
+                                reason="the rehearsal runs with LIVT_REHEARSAL=1 (make rehearsal)")]
 
 
 def test_rehearsal_runs_every_section_from_the_offline_install(tmp_path):

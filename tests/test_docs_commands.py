@@ -12,8 +12,9 @@ one above it wrote, e.g. the eval reading a converted export), with its program'
                                           -> as written + TRAIN_TINY (a 1-block 32-wide ViT,
                                              32 px, 1 epoch per stage) on the CPU
 - `livt-convert to-jax`                   -> as written + CONVERT_TINY (the same tiny model)
-- `livt-convert to-torch`, `livt-cache`   -> as written
-- `python -m livt_jax.benchmark`          -> as written + BENCH_TINY (tiny model, 1 step)
+- `livt-convert to-torch`, `livt-cache`, `python -m livt_jax.experiments.ablation_stats`
+                                          -> as written (the last reads docs/results)
+- `python -m livt_jax.tools.benchmark`    -> as written + BENCH_TINY (tiny model, 1 step)
 
 Data the commands name: absolute paths under /data and /ckpt are placed in the scratch
 folder, where the fixture has put a tiny ImageNet-LT-style split list (4 classes, 40-px
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import procs
+from tests.helpers import procs
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -134,9 +135,10 @@ def how_to_run(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
         return [*argv, *TRAIN_TINY], scratch
     if argv[:2] == ["livt-convert", "to-jax"]:
         return [*argv, *CONVERT_TINY], scratch
-    if argv[:2] == ["livt-convert", "to-torch"] or program == "livt-cache":
+    if (argv[:2] == ["livt-convert", "to-torch"] or program == "livt-cache"
+            or argv[:3] == ["python", "-m", "livt_jax.experiments.ablation_stats"]):
         return argv, scratch
-    if argv[:3] == ["python", "-m", "livt_jax.benchmark"]:
+    if argv[:3] == ["python", "-m", "livt_jax.tools.benchmark"]:
         return [*argv, *BENCH_TINY], scratch
     raise NoRule(f"no rule to run {' '.join(argv)!r}: add one to tests/test_docs_commands.py "
                  "or mark the command in the doc with '# needs: WHAT'")
@@ -179,7 +181,7 @@ def write_release_checkpoint(path: Path, kind: str, rng: np.random.Generator) ->
 def scratch(tmp_path_factory) -> Path:
     pytest.importorskip("torch")  # the .pth stand-ins
     root = tmp_path_factory.mktemp("docs")
-    for name in ("configs", "launch"):
+    for name in ("configs", "launch", "docs"):
         (root / name).symlink_to(REPO / name)
     rng = np.random.default_rng(0)
     write_split_list(root / "data" / "imagenet", rng)

@@ -10,9 +10,10 @@ from livt_jax.data import pipeline
 from livt_jax.data.sources import ArraySource
 from livt_jax.evaluator import Evaluator
 from livt_jax.models import factory
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
+@pytest.mark.slow
 def test_evaluator_scores_every_image_once_like_a_direct_forward_pass():
     config = tiny_config()
     rng = np.random.default_rng(0)

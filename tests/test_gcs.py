@@ -19,11 +19,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livt_jax import checkpoint, convert, paths, train
+from livt_jax import checkpoint, paths, train
+from livt_jax.tools import convert
 from livt_jax.models import factory
 from livt_jax.data import animal_mnist
-from tests.test_train import tiny_config
-from tests import procs
+from tests.helpers import procs
+from tests.helpers.common import tiny_config
+
+pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/test_train.py's tiny_config as command-line overrides.

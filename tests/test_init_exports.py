@@ -1,4 +1,5 @@
-"""Params exports given to the wrong place (issue #13): an empty folder, the other kind of export."""
+"""Params exports given to the wrong place: an empty folder is named, an export of the other
+kind (MGP vs classifier) loads as what it is, one of another model names the parameter."""
 
 import logging
 
@@ -8,7 +9,7 @@ import pytest
 
 from livt_jax import checkpoint, stage, train
 from livt_jax.models import factory
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
 def random_params(model, seed):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import procs
+from tests.helpers import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
-SCRIPTS = ["common.sh", "tpu_pod.sh", "gpu_host.sh", "slurm.sbatch"]
+SCRIPTS = ["common.sh", "tpu_pod.sh", "worker_setup.sh", "gpu_host.sh", "slurm.sbatch"]
 TPU = ["--name", "livt-test", "--zone", "us-central2-b"]
 TRAIN = ["--config", "configs/imagenet_lt.py", "--workdir", "gs://bucket/run"]
 OVERRIDES = ["--config.stage=livt", "--config.notes=a b's"]
@@ -77,11 +77,44 @@ def env_with_stubs(stub_bin: Path, **extra: str) -> dict[str, str]:
 def test_tpu_create_dry_run_for_two_host_slice():
     out = run("tpu_pod.sh", *TPU, "--accelerator-type", "v4-16", "--spot", "--dry-run", "create")
     assert out.returncode == 0, out.stderr
-    create = lines_starting(out.stdout, "gcloud compute tpus tpu-vm create")
-    assert create == [
-        "gcloud compute tpus tpu-vm create livt-test --accelerator-type=v4-16 "
-        "--version=tpu-ubuntu2204-base --spot --zone=us-central2-b"
+    create = lines_starting(out.stdout, "gcloud")
+    assert create == [  # autocheckpoint (v2-v4, v5e) is a preview flag: gcloud alpha
+        "gcloud alpha compute tpus tpu-vm create livt-test --accelerator-type=v4-16 "
+        "--version=tpu-ubuntu2204-base --spot --autocheckpoint-enabled --zone=us-central2-b"
     ]
+    out = run("tpu_pod.sh", *TPU, "--accelerator-type", "v4-16", "--no-autocheckpoint",
+              "--dry-run", "create")
+    assert lines_starting(out.stdout, "gcloud") == [
+        "gcloud compute tpus tpu-vm create livt-test --accelerator-type=v4-16 "
+        "--version=tpu-ubuntu2204-base --zone=us-central2-b"
+    ]
+
+
+@pytest.mark.parametrize(
+    "accelerator, version, autocheckpoint",
+    [
+        ("v5litepod-16", "v2-alpha-tpuv5-lite", True),
+        ("v5p-32", "v2-alpha-tpuv5", False),
+        ("v6e-8", "v2-alpha-tpuv6e", False),
+    ],
+)
+def test_tpu_queued_resource_with_spot_and_autocheckpoint_where_supported(
+        accelerator, version, autocheckpoint):
+    out = run("tpu_pod.sh", *TPU, "--project", "proj", "--accelerator-type", accelerator,
+              "--spot", "--queued", "--dry-run", "create")
+    assert out.returncode == 0, out.stderr
+    (create,) = lines_starting(out.stdout, "gcloud")
+    alpha = "alpha " if autocheckpoint else ""
+    flag = " --autocheckpoint-enabled" if autocheckpoint else ""
+    assert create == (
+        f"gcloud {alpha}compute tpus queued-resources create livt-test --node-id=livt-test "
+        f"--accelerator-type={accelerator} --runtime-version={version} --spot{flag} "
+        "--zone=us-central2-b --project=proj")
+    # Where autocheckpoint is missing, create says what maintenance will cost.
+    assert ("no autocheckpoint on" in out.stderr) != autocheckpoint
+    delete = run("tpu_pod.sh", *TPU, "--queued", "--dry-run", "delete").stdout.strip()
+    assert delete == ("gcloud compute tpus queued-resources delete livt-test --force --quiet "
+                      "--zone=us-central2-b")
 
 
 @pytest.mark.parametrize(
@@ -100,10 +133,28 @@ def test_tpu_default_version_per_generation(accelerator, version):
 def test_tpu_setup_dry_run_installs_on_all_workers():
     out = run("tpu_pod.sh", *TPU, "--dry-run", "setup")
     assert out.returncode == 0, out.stderr
+    (archive,) = lines_starting(out.stdout, "git -C")
+    assert archive.startswith(f"git -C {ROOT} ls-files -z | tar -czf ")
     (scp,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm scp")
     assert "livt-test:livt-jax.tar.gz --worker=all" in scp
     (ssh,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm ssh livt-test --worker=all")
-    assert 'python3 -m pip install -e ".[tpu]"' in " ".join(shlex.split(ssh))
+    assert shlex.split(ssh)[shlex.split(ssh).index("--command") + 1] == (
+        "set -e; rm -rf livt-jax && mkdir -p livt-jax && tar -xzf livt-jax.tar.gz -C livt-jax; "
+        "cd livt-jax && bash launch/worker_setup.sh install")
+
+
+def test_tpu_setup_ships_only_what_git_tracks(stub_bin):
+    """The archive scp'd to the workers holds exactly `git ls-files` (no runs/, venvs)."""
+    (stub_bin / "gcloud").write_text(
+        '#!/usr/bin/env bash\nif [[ "$4" == scp ]]; then tar -tzf "$5"; fi\n')
+    out = run("tpu_pod.sh", *TPU, "setup", env=env_with_stubs(stub_bin))
+    assert out.returncode == 0, out.stderr
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    shipped = [name for name in out.stdout.split() if not name.endswith("/")]
+    assert sorted(shipped) == sorted(t for t in tracked if (ROOT / t).exists())
+    assert "launch/worker_setup.sh" in shipped and not any(
+        name.startswith((".venv/", "runs/", "wheelhouse/")) for name in shipped)
 
 
 def test_tpu_setup_from_git():
@@ -121,8 +172,11 @@ def test_tpu_run_dry_run_starts_training_on_all_workers():
     (ssh,) = lines_starting(out.stdout, "gcloud compute tpus tpu-vm ssh livt-test --worker=all")
     assert ssh.endswith("--zone=us-central2-b --project=proj")
     remote = remote_command(ssh)
-    expected = ["python3", "-m", "livt_jax.main", *TRAIN, "--config.multihost=True", *OVERRIDES]
-    start = remote.index("python3")
+    # Each worker checks its environment first (one line and no start if it is wrong).
+    assert remote[:7] == ["cd", "livt-jax", "&&", "bash", "launch/worker_setup.sh", "check", "&&"]
+    expected = ["~/livt-venv/bin/python", "-m", "livt_jax.main", *TRAIN, "--config.multihost=True",
+                *OVERRIDES]
+    start = remote.index("~/livt-venv/bin/python")
     assert remote[start : start + len(expected)] == expected
     assert remote[start + len(expected) :][:2] == [">", "~/livt_jax.log"]
 
@@ -377,3 +431,102 @@ def test_gpu_host_execs_python_so_sigterm_reaches_it(tmp_path):
                             text=True, env=clean_env())
     out, _ = procs.communicate(proc, 60)
     assert out.strip().startswith(f"pid={proc.pid} ")  # the launcher's own process
+
+
+# ---------------------------------------------------------------- the worker's environment
+
+
+def tool_dir(tmp_path: Path) -> Path:
+    """A PATH folder with the few tools worker_setup.sh uses, and no Python."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("bash", "sh", "env", "hostname", "rm", "tail", "cat", "uname", "mkdir"):
+        (tools / name).symlink_to(shutil.which(name))
+    return tools
+
+
+def old_python3(bin_dir: Path) -> None:
+    """`python3` as on the TPU images: Python 3.10 (this one says so, and refuses to run)."""
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "python3"
+    shim.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "Python 3.10.12"; exit 0; fi\n'
+                    'echo "Python 3.10.12 cannot run this" >&2; exit 1\n')
+    shim.chmod(0o755)
+
+
+def source_copy(tmp_path: Path) -> Path:
+    """What `setup` unpacks on a worker: setup.py, README.md, livt_jax/, launch/."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("livt_jax", "launch"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def test_worker_setup_makes_a_new_python_environment_beside_an_old_python3(tmp_path):
+    """The worker script under a default python3 of 3.10: it finds python3.X >= 3.11 on
+    PATH, makes the venv with it and installs livt-jax there. Offline here: pip gets
+    --no-deps --no-index, and jax and its dependencies come from this environment's
+    site-packages (linked into a PYTHONPATH folder, with setuptools for the build), standing
+    in for what pip would download."""
+    bin_dir = tmp_path / "bin"
+    old_python3(bin_dir)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (bin_dir / version).symlink_to(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    home = tmp_path / "home"
+    home.mkdir()
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p, "jax").exists())
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in ("jax", "jaxlib", "ml_dtypes", "numpy", "numpy.libs", "opt_einsum", "scipy",
+                 "scipy.libs", "setuptools", "pkg_resources", "_distutils_hack", "wheel"):
+        if (site / name).exists():
+            (deps / name).symlink_to(site / name)
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{tool_dir(tmp_path)}", HOME=str(home),
+                    PYTHONPATH=str(deps), LIVT_PIP_ARGS="--no-deps --no-index --no-build-isolation",
+                    PIP_DISABLE_PIP_VERSION_CHECK="1")
+    src = source_copy(tmp_path)
+    out = subprocess.run(["bash", "launch/worker_setup.sh", "install"], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"-> {home}/livt-venv" in out.stderr
+    (ok,) = out.stdout.strip().splitlines()
+    assert ok.startswith(f"worker {os.uname().nodename}: ok: Python 3.")
+    assert f"livt_jax from {src}/livt_jax/__init__.py" in ok
+    made = subprocess.run([str(home / "livt-venv" / "bin" / "python"), "-c",
+                           "import sys, livt_jax; print(sys.version_info >= (3, 11), livt_jax.__file__)"],
+                          cwd=home, env=env, capture_output=True, text=True, check=True)
+    assert made.stdout.split() == ["True", f"{src}/livt_jax/__init__.py"]
+
+
+def test_worker_setup_without_a_new_python_or_uv_is_one_line(tmp_path):
+    bin_dir = tmp_path / "bin"
+    old_python3(bin_dir)
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{tool_dir(tmp_path)}", HOME=str(tmp_path))
+    src = source_copy(tmp_path)
+    out = subprocess.run(["bash", "launch/worker_setup.sh", "install"], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: worker {os.uname().nodename}: no Python >= 3.11 on PATH and uv could not install "
+        "one (python3 is Python 3.10.12); install python3.11+ or uv and rerun setup")
+    check = subprocess.run(["bash", "launch/worker_setup.sh", "check"], cwd=src, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1 and check.stderr.strip() == (
+        f"error: worker {os.uname().nodename}: no environment at {tmp_path}/livt-venv; "
+        "run launch/tpu_pod.sh setup")
+
+
+def test_worker_check_names_a_broken_environment(tmp_path):
+    venv_bin = tmp_path / "livt-venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    env = clean_env(HOME=str(tmp_path), PYTHONPATH="")
+    out = subprocess.run(["bash", str(LAUNCH / "worker_setup.sh"), "check"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line == (f"error: worker {os.uname().nodename}: {tmp_path}/livt-venv is not usable "
+                    "(ModuleNotFoundError: No module named 'jax'); run launch/tpu_pod.sh setup")

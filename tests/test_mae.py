@@ -20,6 +20,8 @@ from livt_jax.models.mae import (
 from livt_jax.models.pos_embed import sincos_2d
 from livt_jax.models.timm_convert import timm_state_dict_from_mae_params
 
+pytestmark = pytest.mark.torch
+
 # Wide enough for the initialisation statistics; compile time hardly depends on width.
 TINY = dict(
     img_size=32,

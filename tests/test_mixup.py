@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from livt_jax.data import mixup
+from livt_jax.step import mixup
 from livt_jax.losses import smooth_labels
 
 B, H, W, CH, K = 4, 12, 10, 3, 6

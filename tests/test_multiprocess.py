@@ -19,9 +19,11 @@ from livt_jax import checkpoint, preemption, train
 from livt_jax.config_lib import stage_image_size
 from livt_jax.experiments import validation
 from livt_jax.models import factory
-from tests import procs as procs_lib
-from tests.multiprocess_worker import restored_state
-from tests.test_train import tiny_config
+from tests.helpers import procs as procs_lib
+from tests.helpers.multiprocess_worker import restored_state
+from tests.helpers.common import tiny_config
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_SECONDS = 60  # a SIGTERMed pair must have exited within this
@@ -40,7 +42,7 @@ def start_workers(workdir, *overrides, num_processes=2, job="train", **env):
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env}
     limit = str(round(procs_lib.scaled(240)))  # each worker's own limit, stretched under load
     return [procs_lib.popen(
-        ["timeout", limit, sys.executable, "tests/multiprocess_worker.py", str(i),
+        ["timeout", limit, sys.executable, "tests/helpers/multiprocess_worker.py", str(i),
          str(num_processes), str(port), str(workdir), job, *overrides], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(num_processes)]

@@ -15,19 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests import procs
+from tests.helpers import procs
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "livt_jax"
-# Top-level names imported that are not distributions: the repo's config files,
-# which only the experiments (run from a checkout) import.
-REPO_ONLY = {"configs"}
 HEAVY = ("torch", "tensorflow", "timm")
 # Modules that are PyTorch code by nature (the timm reference the benchmarks time):
 # they need the `torch` extra at import, and the rest of the package imports them lazily.
-TORCH_MODULES = {"livt_jax.torch_reference"}
+TORCH_MODULES = {"livt_jax.tools.torch_reference"}
 COMMANDS = {  # console command -> text its --help must show
     "livt-train": ["livt-train --config", "--workdir"],
     "livt-convert": ["usage: livt-convert", "to-jax", "to-torch"],
@@ -38,11 +37,13 @@ COMMANDS = {  # console command -> text its --help must show
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """`pip install --no-deps --target SITE` of a copy of setup.py, README.md and livt_jax/."""
+    """`pip install --no-deps --target SITE` of a copy of setup.py, README.md, livt_jax/
+    and configs/."""
     src = tmp_path_factory.mktemp("src")
     for name in ("setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
-    shutil.copytree(PACKAGE, src / "livt_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("livt_jax", "configs"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path_factory.mktemp("site")
     procs.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(src)],
@@ -61,11 +62,12 @@ def _source_modules() -> set[str]:
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(REPO).with_suffix("").parts
         names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    return names - {"livt_jax"}
+    configs = {f"livt_jax.configs.{path.stem}" for path in (REPO / "configs").glob("*.py")}
+    return (names | configs | {"livt_jax.configs"}) - {"livt_jax", "livt_jax.configs.__init__"}
 
 
 def test_every_module_imports_from_the_installed_copy(installed, tmp_path):
-    # livt_jax.main and livt_jax.benchmark both define --config: import main on its own.
+    # livt_jax.main and livt_jax.tools.benchmark both define --config: import main on its own.
     code = """
 import importlib, pkgutil, sys, livt_jax
 assert livt_jax.__file__.startswith(sys.argv[1]), livt_jax.__file__
@@ -114,8 +116,6 @@ def test_every_import_is_declared(installed):
         for name, module_level in _imports(path):
             if name in sys.stdlib_module_names or name in ("livt_jax", "__future__"):
                 continue
-            if name in REPO_ONLY and not module_level:
-                continue
             dists = {canonicalize_name(d) for d in providers.get(name, [])}
             allowed = core if module_level and not torch_module else core | extras
             if not dists & allowed:
@@ -135,3 +135,14 @@ def test_console_command_help(installed, tmp_path, command):
     text = out.stdout + out.stderr
     for expected in COMMANDS[command]:
         assert expected in text, f"{command} --help lacks {expected!r}:\n{text[-2000:]}"
+
+
+def test_installed_package_ships_the_dataset_configs(installed, tmp_path):
+    """`--config NAME[:ARG]` works from an install, away from any checkout."""
+    code = ("from livt_jax import config_lib; import sys; "
+            "assert config_lib.config_dir().startswith(sys.argv[1]), config_lib.config_dir(); "
+            "c = config_lib.load_config_file('cifar_lt:cifar100,50'); "
+            "print('LOADED', c.data.name, c.data.imbalance_ratio, *config_lib.shipped_configs())")
+    out = _run([sys.executable, "-c", code, str(installed)], installed, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED cifar100 50.0 cifar10_lt cifar_lt demo imagenet_lt inat18 places_lt" in out.stdout

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from livt_jax.models.pos_embed import resize_pos_embed, sincos_2d
 
+pytestmark = pytest.mark.torch
+
 
 def _sincos_reference(dim, grid):
     """SPEC §1 written out element by element."""

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests import procs
+from tests.helpers import procs
 
 
 def test_scaled_grows_with_load_and_the_environment(monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 from absl import logging
 
 from livt_jax import profiling, train
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
 
 
 class _Recorder:
@@ -45,6 +45,7 @@ def test_negative_window_is_refused(tmp_path):
         profiling.StepWindowProfiler(str(tmp_path), start_step=0, num_steps=-1)
 
 
+@pytest.mark.e2e
 def test_startup_line_and_trace_written_on_cpu(tmp_path, capsys):
     config = tiny_config()
     config.stage = "pretrain"

@@ -34,6 +34,7 @@ def _one_step(config, stage, devices, data, fsdp, grad_accum=1, drop_path=0.1):
     return jax.device_get(state.params), float(metrics["loss"]), state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["finetune", "pretrain"])
 def test_eight_devices_equal_one(stage):
     config = _config()
@@ -51,6 +52,7 @@ def test_eight_devices_equal_one(stage):
     assert any("fsdp" in tuple(s) for s in specs)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_full_batch():
     """Without randomness in the loss (no mixup, no drop path), averaging the
     gradients of 2 micro-batches is exactly the full-batch step."""
@@ -72,6 +74,7 @@ def test_batch_that_does_not_divide_devices_is_a_clear_error():
         mesh_lib.make_mesh(3, 2)
 
 
+@pytest.mark.slow
 def test_checkpoint_from_eight_devices_restores_on_one(tmp_path):
     """A train state saved FSDP-sharded over 8 devices restores bit-exactly on 1."""
     from livt_jax import checkpoint

@@ -18,6 +18,8 @@ from livt_jax.models.timm_convert import (
 )
 from livt_jax.models.vit import VisionTransformer
 
+pytestmark = pytest.mark.torch
+
 VIT = dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=4, num_classes=5)
 MAE = dict(
     img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=4,

@@ -1,5 +1,5 @@
 """Exports and train-state checkpoints load on another device count, both ways:
-written on 8 fake devices, read in a one-device process (tests/topology_worker.py),
+written on 8 fake devices, read in a one-device process (tests/helpers/topology_worker.py),
 and written there, read back here; through `load_params_export(path)`, the `eval`
 stage, `finetune.init_from` and `convert to-torch`."""
 
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from livt_jax import checkpoint, train
-from tests.topology_worker import finetune_config, flat_params, read_everything
-from tests import procs
+from tests.helpers import procs
+from tests.helpers.topology_worker import finetune_config, flat_params, read_everything
+
+pytestmark = [pytest.mark.e2e, pytest.mark.torch]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,8 +43,8 @@ def sides(tmp_path_factory):
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     result = procs.run(["timeout", str(round(procs.scaled(500))), sys.executable,
-                        "tests/topology_worker.py", str(eight), str(one)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=560)
+                        "tests/helpers/topology_worker.py", str(eight), str(one)], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=560)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     with open(one / "results.json", encoding="utf-8") as f:
         return eight, summary, one, json.load(f)

@@ -8,27 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from livt_jax import checkpoint, config_lib, train
-from tests import procs
+from tests.helpers import procs
+from tests.helpers.common import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(**stage_overrides):
-    """Demo config shrunk to seconds: 2 blocks of width 32, 1 epoch per stage."""
-    c = demo.get_config("100")
-    c.model.update(dict(embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16,
-                        decoder_depth=1, decoder_num_heads=2))
-    c.pretrain.update(dict(epochs=1, batch_size=64))
-    c.finetune.update(dict(epochs=1, batch_size=64))
-    c.eval.batch_size = 512
-    c.log_every_steps = 1
-    c.checkpoint.save_every_steps = 5
-    for key, value in stage_overrides.items():
-        section, name = key.split(".")
-        c[section][name] = value
-    return c
 
 
 def read_jsonl(path):
@@ -36,6 +20,7 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.e2e
 def test_livt_pipeline_writes_everything(tmp_path):
     summary = train.train_and_evaluate(tiny_config(), str(tmp_path))
     final = summary["final"]
@@ -59,9 +44,11 @@ def test_livt_pipeline_writes_everything(tmp_path):
     assert scored["final"].get("few") == pytest.approx(final.get("few"))
 
 
+@pytest.mark.e2e
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     config = tiny_config(**{"finetune.epochs": 2})
     config.stage = "finetune"
+    config.data.val_per_class = 5  # the best epoch is chosen on validation
     straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
     config.stop_after_steps = 7
     stopped = train.train_and_evaluate(config, str(tmp_path / "resumed"))
@@ -77,11 +64,13 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
                         if "loss" in r}
     assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
     # Best and final epochs cover the whole run, across the restart.
+    assert resumed["best_val"] == straight["best_val"]
     assert resumed["best"]["top1"] == straight["best"]["top1"]
     assert resumed["final"]["top1"] == straight["final"]["top1"]
     assert len(resumed["history"]) == len(straight["history"]) == 2
 
 
+@pytest.mark.e2e
 def test_nan_loss_stops_with_the_step(tmp_path):
     config = tiny_config()
     config.stage = "finetune"
@@ -101,6 +90,7 @@ def _main(args, **env):
     ("--config.finetune.epochs=ten", "epochs"),
     ("--config.finetune.sampler=nonsense", "nonsense"),
 ])
+@pytest.mark.e2e
 def test_config_errors_name_the_key(tmp_path, override, message):
     result = _main(["--config", "configs/demo.py", "--workdir", str(tmp_path), override,
                     "--config.stage=finetune"])

@@ -12,6 +12,8 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 from livt_jax.models.timm_convert import vit_params_from_timm
 from livt_jax.models.vit import DropPath, VisionTransformer, pad_tokens, vit_kwargs
 
+pytestmark = pytest.mark.torch
+
 SMALL_32 = dict(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 SMALL_224 = dict(img_size=224, patch_size=16, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 

@@ -1,4 +1,5 @@
-"""One run per workdir (issue #13, case 3): a lock naming its holder, stale locks taken over."""
+"""One run per workdir: a second run is refused naming the lock's holder, a lock of a dead
+process (or one whose heartbeat is old) is taken over, and the lock goes when the run ends."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import pytest
 
 from livt_jax import workdir_lock
 from livt_jax.workdir_lock import LOCK_FILE, WorkdirLockedError
-from tests import procs
+from tests.helpers import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +70,7 @@ def _main(args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.e2e
 def test_two_trainings_in_one_workdir_the_second_exits_1_and_changes_nothing(tmp_path):
     workdir = tmp_path / "run"
     holder = subprocess.Popen(

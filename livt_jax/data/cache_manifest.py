@@ -101,4 +101,4 @@ def check_split(manifest: dict, folder: str, split: str, labels: np.ndarray,
                         f"({entry['count']}, {', '.join(map(str, entry['image_shape']))})")
     if problems:
         raise ValueError(f"cache {folder!r} is inconsistent: {'; '.join(problems)}; rebuild it "
-                         "with python -m livt_jax.data.cache")
+                         "with python -m livt_jax.tools.cache")

@@ -31,8 +31,8 @@ Config keys read (``config`` is the ``{'data', 'aug'}`` view of one stage,
     (+ RandAugment before normalising and RandomErasing after).
   - ``scale_min``: RandomResizedCrop scale (scale_min, 1); ratio 3/4..4/3.
   - ``hflip`` (bool).
-  - ``randaug_num_ops``, ``randaug_magnitude``, ``randaug_magnitude_std``
-    (bft only).
+  - ``randaug_num_ops``, ``randaug_magnitude``, ``randaug_magnitude_std``,
+    ``interpolation`` of the geometric ops ('bicubic' or 'bilinear') (bft only).
   - ``random_erasing_prob`` (bft only).
   - ``eval_crop_pct``: eval resize to int(S / crop_pct) then centre crop S
     (S <= 224); for larger S the shorter side is resized to S (then the
@@ -209,7 +209,8 @@ def train_images(config, images: augment.Images, rng: np.random.Generator) -> np
         x = augment.random_hflip(x, rng)
     if aug.kind == "bft":
         x = randaugment.rand_augment(
-            x, rng, aug.randaug_num_ops, aug.randaug_magnitude, aug.randaug_magnitude_std, fill=data.mean
+            x, rng, aug.randaug_num_ops, aug.randaug_magnitude, aug.randaug_magnitude_std, fill=data.mean,
+            interpolation=aug.interpolation,
         )
     x = augment.normalize(x, data.mean, data.std)
     if aug.kind == "bft" and aug.random_erasing_prob > 0:
@@ -266,7 +267,7 @@ def _same_size_images(images: augment.Images, expected: tuple, source) -> np.nda
         raise ValueError(
             f"data.device_augment=True needs training images of one size, but source {source!r} "
             f"has images of sizes {shapes} (H, W, C). Build a fixed-size cache (python -m "
-            f"livt_jax.data.cache ... --resize-shorter R, then data.source='cache') or set "
+            f"livt_jax.tools.cache ... --resize-shorter R, then data.source='cache') or set "
             f"data.device_augment=False.")
     return images if isinstance(images, np.ndarray) else np.stack(images)
 # --- device_augment (end)

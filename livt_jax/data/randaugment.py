@@ -12,9 +12,12 @@ together. The op set is timm's increasing set (``_RAND_INCREASING_TRANSFORMS``):
   Color/Contrast/Brightness/SharpnessIncreasing (factor 1 +- 0.09 * level),
   ShearX/Y (+-0.03 * level), TranslateX/YRel (+-0.045 * level * side).
 
-Geometric ops run through PIL per image, like timm, but always with bilinear
-interpolation (timm picks bilinear or bicubic at random). Pixel ops are
-vectorised numpy and match PIL's output to within 1 (blends round to nearest).
+Geometric ops run through PIL per image, like timm, with the interpolation the
+transform is built with (``INTERPOLATIONS``; the release builds timm's with
+'bicubic', which is Pillow's affine bicubic, Keys a = -1). Pixel ops are
+vectorised numpy with Pillow's arithmetic: the blend ops (Color, Contrast,
+Brightness, Sharpness) are ``Image.blend(degenerate, image, factor)``, computed
+in float32 and truncated to uint8; grey is Pillow's fixed-point 'L' conversion.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
-
-from livt_jax.data.augment import LUMA
 
 # Op magnitudes at level 10 (timm's _LEVEL_DENOM), defined once for the host and
 # the device (device_randaugment.py).
@@ -35,8 +36,12 @@ TRANSLATE_REL = 0.45  # of the image side
 ENHANCE = 0.9  # enhancement factor 1 +- ENHANCE
 POSTERIZE_BITS = 4  # bits removed at level 10 (from 4 kept at level 0: 'increasing')
 SOLARIZE_ADD = 110
-SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0  # PIL's SMOOTH filter
-_LUMA = np.array(LUMA, dtype=np.float32)
+MIN_ENHANCE = 0.1  # timm keeps the enhancement factor >= 0.1
+SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / np.float32(13)  # PIL's SMOOTH
+LUMA_FIXED = (19595, 38470, 7471)  # Pillow's RGB -> 'L': LUMA in 16.16 fixed point, rounded
+INTERPOLATIONS = ("bicubic", "bilinear")  # of the geometric ops (timm's `interpolation`)
+GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+_PIL_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 # An op maps (x uint8 (n, H, W, C), level float (n,) in [0, 10], sign +-1 (n,),
 # fill uint8 (C,)) to uint8 (n, H, W, C).
@@ -48,24 +53,25 @@ def _per_image(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, dtype=np.float32)[:, None, None, None]
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
 def _gray(x: np.ndarray) -> np.ndarray:
-    """float32 (n, H, W, 1): PIL 'L' luma of RGB (identity for one channel)."""
-    x = x.astype(np.float32)
-    return x if x.shape[-1] == 1 else np.rint(x @ _LUMA)[..., None]
+    """float32 (n, H, W, 1): Pillow's 'L' of RGB, ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``
+    (the image itself for one channel)."""
+    if x.shape[-1] == 1:
+        return x.astype(np.float32)
+    luma = (x.astype(np.int32) * np.array(LUMA_FIXED, np.int32)).sum(axis=-1, keepdims=True)
+    return ((luma + (1 << 15)) >> 16).astype(np.float32)
 
 
 def _blend(degenerate: np.ndarray, x: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """PIL ImageEnhance: degenerate + factor * (x - degenerate), clipped to uint8."""
+    """Pillow's ``Image.blend(degenerate, x, factor)`` (ImageEnhance): float32
+    ``degenerate + factor * (x - degenerate)``, clipped to [0, 255] and truncated."""
     f = _per_image(factor)
-    return _to_uint8(degenerate + f * (x.astype(np.float32) - degenerate))
+    return np.clip(degenerate + f * (x.astype(np.float32) - degenerate), 0, 255).astype(np.uint8)
 
 
 def _enhance_factor(level: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    return 1.0 + sign * level / MAX_LEVEL * ENHANCE
+    """timm's ``max(0.1, 1 +- level / 10 * 0.9)`` (float64, as timm computes it)."""
+    return np.maximum(MIN_ENHANCE, 1.0 + sign * (level / MAX_LEVEL * ENHANCE))
 
 
 # ----------------------------------------------------------------------------- pixel ops
@@ -124,7 +130,10 @@ def color_increasing(x, level, sign, fill):
 
 
 def contrast_increasing(x, level, sign, fill):
-    mean = np.floor(_gray(x).mean(axis=(1, 2, 3), keepdims=True) + 0.5)
+    """Blend with the mean grey level, ``int(mean + 0.5)`` (exact in integers)."""
+    total = _gray(x).astype(np.int64).sum(axis=(1, 2, 3), keepdims=True)
+    count = x.shape[1] * x.shape[2]
+    mean = ((2 * total + count) // (2 * count)).astype(np.float32)
     return _blend(mean, x, _enhance_factor(level, sign))
 
 
@@ -132,22 +141,37 @@ def brightness_increasing(x, level, sign, fill):
     return _blend(np.zeros((), np.float32), x, _enhance_factor(level, sign))
 
 
+def smooth_inner(x):
+    """Pillow's SMOOTH filter before truncation, on the inner pixels of float32 (n, H, W, C)
+    grey levels (numpy or jax): ``0.5 +`` the rows below, at and above, each summed left to
+    right in float32, as Pillow's C loop does. Returns (n, H - 2, W - 2, C)."""
+    _, h, w, _ = x.shape
+    total = np.float32(0.5)
+    for i in (2, 1, 0):  # Pillow starts at the row below
+        window = x[:, i:h - 2 + i]
+        total = total + (window[:, :, :w - 2] * SMOOTH[i, 0] + window[:, :, 1:w - 1] * SMOOTH[i, 1]
+                         + window[:, :, 2:] * SMOOTH[i, 2])
+    return total
+
+
 def sharpness_increasing(x, level, sign, fill):
-    """Blend with PIL's SMOOTH filter (3x3, border pixels unchanged)."""
-    xf = x.astype(np.float32)
-    smooth = xf.copy()
-    inner = sum(
-        SMOOTH[i, j] * xf[:, i : x.shape[1] - 2 + i, j : x.shape[2] - 2 + j] for i in range(3) for j in range(3)
-    )
-    smooth[:, 1:-1, 1:-1] = np.rint(inner)
+    """Blend with Pillow's SMOOTH filter (3x3, truncated; border pixels unchanged)."""
+    smooth = x.astype(np.float32)
+    smooth[:, 1:-1, 1:-1] = np.floor(np.clip(smooth_inner(smooth), 0, 255))
     return _blend(smooth, x, _enhance_factor(level, sign))
 
 
 # ----------------------------------------------------------------------------- geometric ops
 
 
-def affine(x: np.ndarray, matrices: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    """PIL ``Image.transform(AFFINE)`` per image, bilinear, ``fill`` outside.
+def check_interpolation(interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown RandAugment interpolation {interpolation!r}; expected one of "
+                         f"{INTERPOLATIONS}")
+
+
+def affine(x: np.ndarray, matrices: np.ndarray, fill: np.ndarray, interpolation: str = "bicubic") -> np.ndarray:
+    """PIL ``Image.transform(AFFINE)`` per image, ``fill`` outside.
 
     (Per-image PIL measured ~4-10x faster than a vectorised numpy gather.)
 
@@ -156,18 +180,24 @@ def affine(x: np.ndarray, matrices: np.ndarray, fill: np.ndarray) -> np.ndarray:
       matrices: float (n, 6) ``(a, b, c, d, e, f)``: output (u, v) reads input
         ``(a u + b v + c, d u + e v + f)``.
       fill: uint8 (C,).
+      interpolation: one of ``INTERPOLATIONS``.
     """
+    check_interpolation(interpolation)
     size = (x.shape[2], x.shape[1])
     fill_color = tuple(int(v) for v in fill) if len(fill) > 1 else int(fill[0])
     out = np.empty_like(x)
     for i, (image, matrix) in enumerate(zip(x, matrices)):
         pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        warped = pil.transform(size, Image.AFFINE, tuple(float(v) for v in matrix), Image.BILINEAR, fillcolor=fill_color)
+        warped = pil.transform(size, Image.AFFINE, tuple(float(v) for v in matrix), _PIL_RESAMPLE[interpolation],
+                               fillcolor=fill_color)
         out[i] = np.asarray(warped).reshape(out.shape[1:])
     return out
 
 
-def rotate(x, level, sign, fill):
+# The geometric ops take the interpolation as a keyword (rand_augment passes it).
+
+
+def rotate(x, level, sign, fill, interpolation="bicubic"):
     """PIL ``Image.rotate(30 * level / 10 * sign)`` about the centre (counter-clockwise)."""
     h, w = x.shape[1:3]
     angle = -np.radians(sign * level / MAX_LEVEL * ROTATE_DEGREES)
@@ -175,7 +205,7 @@ def rotate(x, level, sign, fill):
     cx, cy = w / 2.0, h / 2.0
     c = cos * -cx + sin * -cy + cx
     f = -sin * -cx + cos * -cy + cy
-    return affine(x, np.stack([cos, sin, c, -sin, cos, f], axis=1), fill)
+    return affine(x, np.stack([cos, sin, c, -sin, cos, f], axis=1), fill, interpolation)
 
 
 def _matrices(n: int, b=0.0, c=0.0, d=0.0, f=0.0) -> np.ndarray:
@@ -184,20 +214,20 @@ def _matrices(n: int, b=0.0, c=0.0, d=0.0, f=0.0) -> np.ndarray:
     return np.stack([one, zero + b, zero + c, zero + d, one, zero + f], axis=1)
 
 
-def shear_x(x, level, sign, fill):
-    return affine(x, _matrices(len(x), b=sign * level / MAX_LEVEL * SHEAR), fill)
+def shear_x(x, level, sign, fill, interpolation="bicubic"):
+    return affine(x, _matrices(len(x), b=sign * level / MAX_LEVEL * SHEAR), fill, interpolation)
 
 
-def shear_y(x, level, sign, fill):
-    return affine(x, _matrices(len(x), d=sign * level / MAX_LEVEL * SHEAR), fill)
+def shear_y(x, level, sign, fill, interpolation="bicubic"):
+    return affine(x, _matrices(len(x), d=sign * level / MAX_LEVEL * SHEAR), fill, interpolation)
 
 
-def translate_x_rel(x, level, sign, fill):
-    return affine(x, _matrices(len(x), c=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[2]), fill)
+def translate_x_rel(x, level, sign, fill, interpolation="bicubic"):
+    return affine(x, _matrices(len(x), c=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[2]), fill, interpolation)
 
 
-def translate_y_rel(x, level, sign, fill):
-    return affine(x, _matrices(len(x), f=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[1]), fill)
+def translate_y_rel(x, level, sign, fill, interpolation="bicubic"):
+    return affine(x, _matrices(len(x), f=sign * level / MAX_LEVEL * TRANSLATE_REL * x.shape[1]), fill, interpolation)
 
 
 OPS: dict[str, Op] = {
@@ -245,19 +275,22 @@ def rand_augment(
     magnitude_std: float = 0.5,
     fill: Sequence[float] = (0.485, 0.456, 0.406),
     prob: float = 0.5,
+    interpolation: str = "bicubic",
 ) -> np.ndarray:
     """RandAugment on uint8 (B, H, W, C); returns a new uint8 array of the same shape.
 
     ``fill`` (per channel, [0, 1] units; the dataset mean as in timm) colours
-    the areas geometric ops uncover.
+    the areas geometric ops uncover; ``interpolation`` (``INTERPOLATIONS``) is
+    how they resample.
     """
+    check_interpolation(interpolation)
     x = np.array(images, dtype=np.uint8, copy=True)
     fill_u8 = fill_uint8(fill, x.shape[-1])
-    ops = list(OPS.values())
     for _ in range(num_ops):
         choice, applied, level, sign = sample_layer(rng, len(x), magnitude, magnitude_std, prob)
-        for k, op in enumerate(ops):
+        for k, (name, op) in enumerate(OPS.items()):
             sel = np.flatnonzero(applied & (choice == k))
             if sel.size:
-                x[sel] = op(x[sel], level[sel], sign[sel], fill_u8)
+                kwargs = {"interpolation": interpolation} if name in GEOMETRIC_OPS else {}
+                x[sel] = op(x[sel], level[sel], sign[sel], fill_u8, **kwargs)
     return x

@@ -313,7 +313,7 @@ def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"cache file {path!r} is truncated or corrupt ({e}); rebuild the cache "
-                         "with python -m livt_jax.data.cache") from e
+                         "with python -m livt_jax.tools.cache") from e
 
 
 def cache_files(cache_dir: str, split: str) -> tuple[str, str]:
@@ -325,7 +325,7 @@ def cache_files(cache_dir: str, split: str) -> tuple[str, str]:
 
 
 class CacheSource(LabelledSource):
-    """A split written by ``python -m livt_jax.data.cache``, memory-mapped.
+    """A split written by ``python -m livt_jax.tools.cache``, memory-mapped.
 
     Layout of ``cache_dir``: ``{split}_images.npy`` uint8 (N, R, R, C),
     ``{split}_labels.npy`` int64 (N,), ``manifest.json`` (class names, build

@@ -8,7 +8,7 @@ CIFAR10 is the image folder (`train/<class>/*`, `test/<class>/*`), or with
 of the tuning seed, the tuning sweep (validation only), then per seed its MGP and
 every arm. A run whose `summary.json` exists is skipped, so a stopped study
 resumes where it stopped (the run in progress from its last checkpoint). Each
-finished BFT run's record goes to `RESULTS/seed{S}_{arm}.json` (tuning runs to
+finished run's record goes to `RESULTS/seed{S}_{arm}.json` (MGP: `seed{S}_mgp.json`, tuning runs to
 `RESULTS/tune_{value}.json`, the choice to `RESULTS/choice.json`) at once, so
 the records can be committed as the study goes. Tables: `study_render`.
 """
@@ -59,6 +59,9 @@ class Study:
         config.seed, config.stage = seed, "pretrain"
         summary = runner.run_one(config, os.path.join(self.out, f"seed{seed}", "mgp"),
                                  {"arm": "mgp", "seed": seed})
+        runner.write_json(os.path.join(self.results, f"seed{seed}_mgp.json"), {
+            "arm": "mgp", "seed": seed, "wall_s": summary["wall_s"],
+            "final_loss": summary["final_loss"], "total_steps": summary["total_steps"]})
         return os.path.abspath(summary["export"])
 
     def finetune(self, seed: int, arm: str, export: str, workdir: str,

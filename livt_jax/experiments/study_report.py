@@ -27,18 +27,11 @@ from livt_jax import report
 from livt_jax.experiments.configs import animal_mnist as study_config
 from livt_jax.experiments.configs.animal_mnist import LOSS_LABELS, Arm
 from livt_jax.experiments.runner import parse_seeds, read_json, write_json
+from livt_jax.experiments.stats import mean_std
 
 METRICS = ("top1", "many", "medium", "few")
 # The loss comparison, which the convergence table and the curves plot.
 LOSS_ARMS = tuple(study_config.get_hyper("ablation")["loss"])
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, sample std (ddof 1; 0 for one value), n) over the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
 
 
 def aggregate_arm(summaries: Sequence[Mapping[str, Any]]) -> dict:

@@ -39,6 +39,7 @@ _BLOCK_KEYS = tuple(
 )
 _LAYER_NORM = re.compile(r"(\w+_)?norm\d?")  # norm, norm1, norm2, fc_norm, decoder_norm
 _SINCOS_ATOL = 1e-4
+KINDS = ("vit", "mae")
 
 
 # ----------------------------------------------------------------- key names
@@ -240,3 +241,99 @@ def timm_state_dict_from_mae_params(
         dim = np.shape(params[width_of])[-1]
         state[key] = sincos_2d(dim, grid_size, cls_token=True)[None]
     return state
+
+
+# --------------------------------------------------------------------------
+# Either kind: detection, target shapes, the iNat18 release's class order.
+# --------------------------------------------------------------------------
+
+
+def inat_lexicographic_order(num_classes: int) -> np.ndarray:
+    """Numeric class id of each output of a released iNat18 head.
+
+    The release builds its classes from folders named by category id, sorted as
+    strings ("0", "1", "10", "100", ...). Entry ``j`` of the result is the
+    numeric label (our label order) of the release's output ``j``; it equals
+    ``[int(s) for s in sorted(map(str, range(num_classes)))]``.
+    """
+    if num_classes <= 0:
+        raise ValueError(f"num_classes must be positive, got {num_classes}.")
+    return np.array(sorted(range(num_classes), key=str), dtype=np.int64)
+
+
+def reorder_inat_head(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Permutes a converted head from the release's string order to numeric labels.
+
+    Output ``j`` of the release (class ``order[j]``) becomes output ``order[j]``:
+    ``kernel[:, order[j]] <- kernel[:, j]`` and the same for the bias. Apply it
+    once, to a head that came from a released iNat18 checkpoint.
+    """
+    if "head" not in params:
+        raise ValueError("--reorder-inat-head needs a classifier with a 'head'; none found.")
+    head = params["head"]
+    order = inat_lexicographic_order(np.shape(head["bias"])[0])
+    inverse = np.argsort(order)  # inverse[c] = release output holding class c
+    kernel, bias = np.asarray(head["kernel"]), np.asarray(head["bias"])
+    return {**params, "head": {"kernel": kernel[:, inverse], "bias": bias[inverse]}}
+
+
+def detect_kind(names: Any) -> str:
+    """``'mae'`` when decoder / mask-token names are present, else ``'vit'``.
+
+    ``names`` are timm keys (``decoder_embed.weight``) or top-level param names.
+    """
+    return "mae" if any(n.startswith("decoder_") or n == "mask_token" for n in names) else "vit"
+
+
+def model_shapes(kind: str, **model_kwargs: Any) -> Any:
+    """Params tree of ``jax.ShapeDtypeStruct`` for a ViT (``kind='vit'``) or an MAE.
+
+    ``model_kwargs`` are fields of ``VisionTransformer`` / ``MaskedAutoencoder``.
+    Uses ``jax.eval_shape``: nothing is computed.
+    """
+    from livt_jax.models import factory
+    from livt_jax.models.mae import MaskedAutoencoder
+    from livt_jax.models.vit import VisionTransformer
+
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
+    return factory.abstract_params(
+        (VisionTransformer if kind == "vit" else MaskedAutoencoder)(**model_kwargs))
+
+
+def _converters(kind: str):
+    """``(from_timm, to_timm)`` functions of this module for ``kind``."""
+    if kind == "vit":
+        return vit_params_from_timm, timm_state_dict_from_vit_params
+    if kind == "mae":
+        return mae_params_from_timm, timm_state_dict_from_mae_params
+    raise ValueError(f"kind={kind!r}; expected one of {KINDS}.")
+
+
+def params_from_state_dict(
+    state_dict: Mapping[str, np.ndarray], kind: str | None = None, expected: Any = None
+) -> tuple[str, Any]:
+    """timm-named state dict -> ``(kind, params)``; ``kind`` None = detect it."""
+    kind = kind or detect_kind(state_dict)
+    from_timm, _ = _converters(kind)
+    return kind, from_timm(state_dict, expected=expected)
+
+
+def state_dict_from_params(
+    params: Mapping[str, Any], img_size: int | None = None
+) -> dict[str, np.ndarray]:
+    """Our params (ViT or MAE, detected) -> timm-named numpy state dict.
+
+    An MAE needs ``img_size``: its fixed sin-cos ``pos_embed`` tables are
+    regenerated for that resolution (the patch size is read from the params).
+    """
+    kind = detect_kind(params)
+    _, to_timm = _converters(kind)
+    if kind == "vit":
+        return to_timm(params)
+    if img_size is None:
+        raise ValueError("An MAE export needs --img-size to rebuild its sin-cos pos_embed tables.")
+    patch_size = np.shape(params["patch_embed"]["proj"]["kernel"])[0]
+    if img_size % patch_size:
+        raise ValueError(f"--img-size {img_size} is not a multiple of the patch size {patch_size}.")
+    return to_timm(params, grid_size=img_size // patch_size)

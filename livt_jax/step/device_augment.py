@@ -48,7 +48,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from livt_jax.data import device_randaugment
+from livt_jax.step import device_randaugment
 from livt_jax.data.augment import ATTEMPTS, AUG_KINDS, ERASE_AREA, ERASE_LOG_RATIO, LUMA, RRC_RATIO
 
 METHODS = ("bicubic", "linear")
@@ -257,7 +257,7 @@ def device_train_transform(
         ``mean`` is also RandAugment's fill colour, as on the host).
       aug_cfg: ``config.aug`` (``kind``, ``scale_min``, ``hflip``, and for 'bft'
         ``randaug_num_ops``, ``randaug_magnitude``, ``randaug_magnitude_std``,
-        ``random_erasing_prob``).
+        ``interpolation``, ``random_erasing_prob``).
     Returns:
       float32 (B, S, S, in_chans), normalised.
     """
@@ -274,7 +274,8 @@ def device_train_transform(
         x = device_randaugment.rand_augment(
             randaug_rng, jnp.round(x), num_ops=int(aug_cfg.randaug_num_ops),
             magnitude=float(aug_cfg.randaug_magnitude),
-            magnitude_std=float(aug_cfg.randaug_magnitude_std), fill=data_cfg.mean)
+            magnitude_std=float(aug_cfg.randaug_magnitude_std), fill=data_cfg.mean,
+            interpolation=str(aug_cfg.interpolation))
     x = normalize(x, data_cfg.mean, data_cfg.std)
     if bft and aug_cfg.random_erasing_prob > 0:
         x = random_erasing(erase_rng, x, float(aug_cfg.random_erasing_prob))

@@ -2,7 +2,7 @@
 
 ``launch/device_bench.sh OUT_DIR`` installs the wheelhouse offline and runs::
 
-  python -m livt_jax.device_bench run --out OUT_DIR [--size full|tiny] [--budget-s S] [--only A,B]
+  python -m livt_jax.tools.device_bench run --out OUT_DIR [--size full|tiny] [--budget-s S] [--only A,B]
 
 Each section runs in its own process under its own time limit (a hang costs
 that section, not the run), in this order:
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -44,9 +43,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from livt_jax import benchmark
-from livt_jax.config_lib import stage_image_size
+from livt_jax.config_lib import load_config_file, stage_image_size
 from livt_jax.models import factory
+from livt_jax.tools import benchmark
 
 # budget_s: seconds for all sections of a run (the kit's 8 minutes on one H100, less the
 # install; the tiny rehearsal is sized for a slow shared CPU).
@@ -84,7 +83,7 @@ class Section:
 def stage_config(size: str, lever: str = "default"):
     """The size's config with bf16 compute and ``lever`` switched on."""
     spec = SIZES[size]
-    config = importlib.import_module(f"configs.{spec['config']}").get_config()
+    config = load_config_file(spec["config"], lock=False)
     config.model.update(spec["model"])
     config.model.dtype = "bfloat16"
     if lever == "cudnn":
@@ -183,7 +182,7 @@ def jax_section(size: str, stage: str, lever: str) -> dict:
 def torch_section(size: str, stage: str, mode: str) -> dict:
     """The timm/PyTorch step of one stage, eager or compiled."""
     # torch only where it is timed: jax processes stay free of it.
-    from livt_jax import torch_reference  # pylint: disable=import-outside-toplevel
+    from livt_jax.tools import torch_reference  # pylint: disable=import-outside-toplevel
 
     spec = SIZES[size]
     config = stage_config(size)
@@ -196,7 +195,7 @@ def torch_section(size: str, stage: str, mode: str) -> dict:
 def host_section(size: str) -> dict:
     """Host BFT augmentation per core, ours vs timm's, via the data benchmark's ``--vs-timm``."""
     spec = SIZES[size]["host"]
-    argv = [sys.executable, "-m", "livt_jax.data.benchmark", "--synthetic",
+    argv = [sys.executable, "-m", "livt_jax.tools.data_benchmark", "--synthetic",
             f"{spec['images']},{spec['side']}", "--image-size", str(spec["image_size"]),
             "--batch-size", str(spec["batch"]), "--steps", str(spec["steps"]),
             "--kinds", "bft", "--vs-timm"]
@@ -383,7 +382,7 @@ def run_main(args) -> None:
         names.insert(0, "env")
     for name in names:
         section_function(name)  # unknown names fail here, before anything runs
-    sections = [Section(name, [sys.executable, "-m", "livt_jax.device_bench", "section", name,
+    sections = [Section(name, [sys.executable, "-m", "livt_jax.tools.device_bench", "section", name,
                                "--size", args.size], section_timeout(name, args.size))
                 for name in names]
     results = {"size": args.size, "budget_s": args.budget_s or SIZES[args.size]["budget_s"],

@@ -158,7 +158,7 @@ def build_cache(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
-                                     + " (also run as `python -m livt_jax.data.cache`)")
+                                     + " (also run as `python -m livt_jax.tools.cache`)")
     parser.add_argument("--source", required=True, choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir / image root / pickles folder")

@@ -1,6 +1,6 @@
 """The one-device side of test_topology: runs in a process with a single CPU device.
 
-    python tests/topology_worker.py EIGHT_DEVICE_RUN OUT_DIR
+    python tests/helpers/topology_worker.py EIGHT_DEVICE_RUN OUT_DIR
 
 Reads what an 8-device run wrote in EIGHT_DEVICE_RUN (`export/`, and the
 train-state checkpoint in `stopped/`) through every user path, and writes
@@ -14,10 +14,11 @@ import sys
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from livt_jax import checkpoint, convert, train  # noqa: E402
-from tests.test_train import tiny_config  # noqa: E402
+from livt_jax import checkpoint, train  # noqa: E402
+from livt_jax.tools import convert  # noqa: E402
+from tests.helpers.common import tiny_config  # noqa: E402
 
 
 def flat_params(params) -> dict[str, np.ndarray]:

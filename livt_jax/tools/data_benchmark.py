@@ -2,16 +2,20 @@
 
 Usage::
 
-  python -m livt_jax.data.benchmark --config configs/demo.py --stage finetune
-  python -m livt_jax.data.benchmark --source animal_mnist --image-size 28 --in-chans 1
-  python -m livt_jax.data.benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
-  python -m livt_jax.data.benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
+  python -m livt_jax.tools.data_benchmark --config configs/demo.py --stage finetune
+  python -m livt_jax.tools.data_benchmark --source animal_mnist --image-size 28 --in-chans 1
+  python -m livt_jax.tools.data_benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
+  python -m livt_jax.tools.data_benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
 
 ``--synthetic N,R`` writes N random R x R RGB images into a temporary cache
 folder and reads them back memory-mapped, as a stand-in for a cached large
 dataset. Times ``--steps`` batches after two warm-up batches, in-process
 unless ``--workers`` > 0, and prints one row per augmentation kind ('mgp',
 'bft'): images/s and images/s per core (cores = worker processes, or 1).
+With ``--augment-on device`` the loader only reads uint8 batches; a further
+row ('jit') times the jitted device transform itself
+(``device_augment.device_train_transform``) on one loader-sized batch, on
+this process's default jax backend, ``--steps`` calls after compiling.
 
 ``--vs-timm`` (with ``--synthetic``) pins the process to one core, counts
 images per CPU-second of the process (= images/s per core, unaffected by other
@@ -19,7 +23,7 @@ jobs on a shared machine), and adds the release's timm transform on the same
 images (``timm_transform.py``), one PIL image at a time, and the ratio of our
 BFT rate to timm's::
 
-  python -m livt_jax.data.benchmark --synthetic 600,256 --image-size 224 --batch-size 128 \
+  python -m livt_jax.tools.data_benchmark --synthetic 600,256 --image-size 224 --batch-size 128 \
       --steps 4 --kinds bft --vs-timm
 """
 
@@ -80,6 +84,23 @@ def time_loader(config, source, batch_size: int, steps: int, clock=time.perf_cou
     start = clock()
     for _ in range(steps):
         next(iterator)
+    return steps * batch_size / (clock() - start)
+
+
+def time_device_transform(config, source, batch_size: int, steps: int,
+                          clock=time.perf_counter) -> float:
+    """Images per second of ``clock``: the jitted device transform of ``config`` on the first
+    ``batch_size`` images of ``source`` (one size), ``steps`` calls after a compiling one."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    from livt_jax.data import device_augment  # pylint: disable=import-outside-toplevel
+
+    images = jax.numpy.asarray(np.stack([source[i]["image"] for i in range(batch_size)]))
+    transform = jax.jit(lambda rng, x: device_augment.device_train_transform(rng, x, config.data, config.aug))
+    transform(jax.random.key(0), images).block_until_ready()
+    start = clock()
+    for step in range(steps):
+        transform(jax.random.key(step + 1), images).block_until_ready()
     return steps * batch_size / (clock() - start)
 
 
@@ -153,6 +174,10 @@ def main(argv=None) -> None:
                 rates.setdefault(kind, rate)  # --vs-timm compares the host path
                 print(f"{label:<24} {kind:<4} {place:<6} {config.data.image_size:>5} "
                       f"{args.batch_size:>6} {rate:>9.0f} {rate / cores:>11.0f}")
+                if place == "device":
+                    rate = time_device_transform(config, source, args.batch_size, args.steps, clock)
+                    print(f"{label:<24} {kind:<4} {'jit':<6} {config.data.image_size:>5} "
+                          f"{args.batch_size:>6} {rate:>9.1f} {rate:>11.1f}")
         if args.vs_timm:
             rate = time_timm(config, source.images, args.batch_size * args.steps, clock)
             print(f"{'timm ' + label:<24} {'bft':<4} {'host':<6} {config.data.image_size:>5} {1:>6} "

@@ -18,17 +18,20 @@ not draw one of its ops, each costing about one pass over the batch:
    computed in exact integer arithmetic; PIL (and the host) use floats, which
    can land one grey level lower where ``255 * (v - lo) / (hi - lo)`` is an
    integer.
-2. **Blend with a degenerate image** (PIL ImageEnhance: Color = grey image,
-   Contrast = mean grey level, Brightness = black, Sharpness = 3x3 SMOOTH
-   filter, border pixels kept), rounded to the nearest integer as on the host.
+2. **Blend with a degenerate image**, Pillow's ``Image.blend`` as ImageEnhance
+   calls it (Color = Pillow's fixed-point grey, Contrast = ``int(mean grey +
+   0.5)``, Brightness = black, Sharpness = 3x3 SMOOTH filter summed in
+   Pillow's order, border pixels kept): float32 ``degenerate + factor * (x -
+   degenerate)``, clipped and truncated, as Pillow (and the host) do.
 3. **Affine warp** (Rotate, ShearX/Y, TranslateX/YRel): Pillow's
-   ``Image.transform(AFFINE, BILINEAR)`` written out: each output pixel centre
-   is mapped into the input; outside the image it takes the fill colour (the
-   dataset mean, as in timm), inside it is bilinear between the 4 nearest
-   pixel centres (edge pixels repeated) and truncated to an integer, as Pillow
-   does. Bilinear only (timm picks bilinear or bicubic at random per op; the
-   host uses bilinear too). Float32 coordinates where Pillow uses float64: a
-   value can truncate one grey level apart.
+   ``Image.transform(AFFINE, BICUBIC or BILINEAR)`` written out: each output
+   pixel centre is mapped into the input; outside the image it takes the fill
+   colour (the dataset mean, as in timm); inside it reads the 4 x 4 (bicubic:
+   Pillow's cubic, Keys a = -1) or 2 x 2 (bilinear) nearest pixel centres,
+   edge pixels repeated, in one gather, interpolates along x then y in
+   Pillow's form, clips to [0, 255] and truncates, as Pillow does. Float32
+   coordinates and sums where Pillow uses float64: a value can truncate one
+   grey level apart.
 
 Draws come from ``jax.random`` (not the host's numpy stream), with the host's
 distribution (tested over many draws).
@@ -36,20 +39,20 @@ distribution (tested over many draws).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from livt_jax.data import randaugment
-from livt_jax.data.augment import LUMA
-from livt_jax.data.randaugment import (ENHANCE, MAX_LEVEL, POSTERIZE_BITS, ROTATE_DEGREES, SHEAR,
-                                       SMOOTH, SOLARIZE_ADD, TRANSLATE_REL)
+from livt_jax.data.randaugment import (ENHANCE, GEOMETRIC_OPS, LUMA_FIXED, MAX_LEVEL, MIN_ENHANCE,
+                                       POSTERIZE_BITS, ROTATE_DEGREES, SHEAR, SOLARIZE_ADD,
+                                       TRANSLATE_REL)
 
 OP_NAMES = tuple(randaugment.OPS)  # op index k of a draw = position in the host's table
 _INDEX = {name: k for k, name in enumerate(OP_NAMES)}
 NO_OP = -1  # the op index of an image whose layer was not applied
-_AFFINE_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 _BLEND_OPS = ("ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing")
 _LUT_OPS = ("AutoContrast", "Equalize", "Invert", "PosterizeIncreasing", "SolarizeIncreasing",
             "SolarizeAdd")
@@ -126,27 +129,35 @@ def _lut_stage(x: jax.Array, op: jax.Array, level: jax.Array, sign, fill) -> jax
 
 
 def _grey(x: jax.Array) -> jax.Array:
-    """(B, H, W, 1): the rounded luma of RGB (the image itself for one channel)."""
-    return x if x.shape[-1] == 1 else jnp.round(x @ jnp.asarray(LUMA, x.dtype))[..., None]
+    """(B, H, W, 1): Pillow's fixed-point 'L' of RGB (the image itself for one channel)."""
+    if x.shape[-1] == 1:
+        return x
+    luma = (x.astype(jnp.int32) * jnp.asarray(LUMA_FIXED, jnp.int32)).sum(axis=-1, keepdims=True)
+    return ((luma + (1 << 15)) >> 16).astype(x.dtype)
+
+
+def _mean_grey(x: jax.Array) -> jax.Array:
+    """(B, 1, 1, 1): ``int(mean grey + 0.5)`` per image, in exact integers."""
+    total = _grey(x).astype(jnp.int32).sum(axis=(1, 2, 3), keepdims=True)
+    count = x.shape[1] * x.shape[2]
+    return ((2 * total + count) // (2 * count)).astype(x.dtype)
 
 
 def _smooth(x: jax.Array) -> jax.Array:
-    """PIL's SMOOTH filter, rounded; border pixels unchanged. (B, H, W, C)."""
-    _, h, w, _ = x.shape
-    inner = sum(float(SMOOTH[i, j]) * x[:, i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3))
-    return x.at[:, 1:-1, 1:-1].set(jnp.round(inner))
+    """Pillow's SMOOTH filter (``randaugment.smooth_inner``), truncated; border pixels
+    unchanged. (B, H, W, C)."""
+    return x.at[:, 1:-1, 1:-1].set(jnp.floor(jnp.clip(randaugment.smooth_inner(x), 0, 255)))
 
 
 def _blend_stage(x: jax.Array, op: jax.Array, level: jax.Array, sign: jax.Array, fill) -> jax.Array:
-    """The ImageEnhance ops: ``degenerate + factor * (x - degenerate)``, rounded, clipped."""
-    grey = _grey(x)
+    """The ImageEnhance ops: ``degenerate + factor * (x - degenerate)``, clipped, truncated."""
     degenerate = _pick(op, jnp.zeros_like(x), {
-        "ColorIncreasing": jnp.broadcast_to(grey, x.shape),
-        "ContrastIncreasing": jnp.floor(grey.mean(axis=(1, 2, 3), keepdims=True) + 0.5),
+        "ColorIncreasing": jnp.broadcast_to(_grey(x), x.shape),
+        "ContrastIncreasing": _mean_grey(x),
         "SharpnessIncreasing": _smooth(x),
     })  # BrightnessIncreasing: black
-    factor = (1.0 + sign * level / MAX_LEVEL * ENHANCE)[:, None, None, None]
-    blended = jnp.clip(jnp.round(degenerate + factor * (x - degenerate)), 0, 255)
+    factor = jnp.maximum(MIN_ENHANCE, 1.0 + sign * (level / MAX_LEVEL * ENHANCE))[:, None, None, None]
+    blended = jnp.floor(jnp.clip(degenerate + factor * (x - degenerate), 0, 255))
     return jnp.where(_is(op, *_BLEND_OPS)[:, None, None, None], blended, x)
 
 
@@ -173,16 +184,39 @@ def affine_matrices(op: jax.Array, level: jax.Array, sign: jax.Array, height: in
     })
 
 
-def affine_warp(x: jax.Array, matrices: jax.Array, fill: jax.Array) -> jax.Array:
-    """Pillow's ``transform(AFFINE, BILINEAR, fillcolor)`` per image.
+def _linear(v: jax.Array, d: jax.Array) -> jax.Array:
+    """Pillow's BILINEAR along the tap axis -2 of ``v`` (..., 2, C) at offset ``d`` in [0, 1)."""
+    return v[..., 0, :] + (v[..., 1, :] - v[..., 0, :]) * d
+
+
+def _cubic(v: jax.Array, d: jax.Array) -> jax.Array:
+    """Pillow's affine BICUBIC (Keys a = -1, its Horner form) along the tap axis -2 of
+    ``v`` (..., 4, C), taps at -1, 0, 1, 2 from the sample, ``d`` in [0, 1)."""
+    v1, v2, v3, v4 = (v[..., i, :] for i in range(4))
+    p2 = v3 - v1
+    p3 = 2 * (v1 - v2) + v3 - v4
+    p4 = -v1 + v2 - v3 + v4
+    return v2 + d * (p2 + d * (p3 + d * p4))
+
+
+# interpolation -> (first tap's offset from the sample's floor, taps per axis, 1-D interpolant)
+_KERNELS = {"bilinear": (0, 2, _linear), "bicubic": (-1, 4, _cubic)}
+
+
+def affine_warp(x: jax.Array, matrices: jax.Array, fill: jax.Array,
+                interpolation: str = "bicubic") -> jax.Array:
+    """Pillow's ``transform(AFFINE, BICUBIC | BILINEAR, fillcolor)`` per image.
 
     Args:
       x: float32 (B, H, W, C), integer values in [0, 255].
       matrices: (B, 6), see ``affine_matrices``.
       fill: float32 (C,).
+      interpolation: one of ``randaugment.INTERPOLATIONS`` (static).
     Returns:
-      float32 (B, H, W, C), integer values (bilinear values truncated, as Pillow).
+      float32 (B, H, W, C), integer values (clipped and truncated, as Pillow).
     """
+    randaugment.check_interpolation(interpolation)
+    first, taps, interpolate = _KERNELS[interpolation]
     _, h, w, _ = x.shape
     v, u = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) + 0.5, jnp.arange(w, dtype=jnp.float32) + 0.5,
                         indexing="ij")
@@ -191,49 +225,48 @@ def affine_warp(x: jax.Array, matrices: jax.Array, fill: jax.Array) -> jax.Array
     inside = (x_in >= 0) & (x_in < w) & (y_in >= 0) & (y_in < h)
     xs, ys = x_in - 0.5, y_in - 0.5
     x0, y0 = jnp.floor(xs), jnp.floor(ys)
-    dx, dy = (xs - x0)[..., None], (ys - y0)[..., None]
-    cols = [jnp.clip(x0.astype(jnp.int32) + i, 0, w - 1) for i in (0, 1)]
-    rows = [jnp.clip(y0.astype(jnp.int32) + i, 0, h - 1) for i in (0, 1)]
+    offsets = jnp.arange(first, first + taps, dtype=jnp.int32)
+    cols = jnp.clip(x0.astype(jnp.int32)[..., None] + offsets, 0, w - 1)  # (B, H, W, taps)
+    rows = jnp.clip(y0.astype(jnp.int32)[..., None] + offsets, 0, h - 1)
     gather = jax.vmap(lambda image, r, q: image[r, q])
-    top_left, top_right = (gather(x, rows[0], q) for q in cols)
-    bottom_left, bottom_right = (gather(x, rows[1], q) for q in cols)
-    top = top_left + (top_right - top_left) * dx
-    bottom = bottom_left + (bottom_right - bottom_left) * dx
-    value = jnp.floor(top + (bottom - top) * dy)
-    return jnp.where(inside[..., None], value, fill)
+    window = gather(x, rows[..., :, None], cols[..., None, :])  # (B, H, W, taps, taps, C)
+    along_x = interpolate(window, (xs - x0)[..., None, None])  # (B, H, W, taps, C)
+    value = interpolate(along_x, (ys - y0)[..., None])  # (B, H, W, C)
+    return jnp.where(inside[..., None], jnp.floor(jnp.clip(value, 0, 255)), fill)
 
 
 def _affine_stage(x: jax.Array, op: jax.Array, level: jax.Array, sign: jax.Array,
-                  fill: jax.Array) -> jax.Array:
-    warped = affine_warp(x, affine_matrices(op, level, sign, x.shape[1], x.shape[2]), fill)
-    return jnp.where(_is(op, *_AFFINE_OPS)[:, None, None, None], warped, x)
+                  fill: jax.Array, interpolation: str = "bicubic") -> jax.Array:
+    matrices = affine_matrices(op, level, sign, x.shape[1], x.shape[2])
+    warped = affine_warp(x, matrices, fill, interpolation)
+    return jnp.where(_is(op, *GEOMETRIC_OPS)[:, None, None, None], warped, x)
 
 
 # ----------------------------------------------------------------------------- RandAugment
 
-# Each stage maps (x, op, level, sign, fill) -> x. They run as steps of a scan
-# (and the layers too) so that XLA materialises x between them: fused, a stage's
-# gathers and 3x3 filter recompute the previous stages per read (two layers ran
-# ~8x slower on CPU that way; XLA CPU drops optimization_barrier before fusion).
-_STAGES = (_lut_stage, _blend_stage, _affine_stage)
-
-
-
+# Each stage (lookup table, blend, warp) maps (x, op, level, sign, fill) -> x. They
+# run as steps of a scan (and the layers too) so that XLA materialises x between
+# them: fused, a stage's gathers and 3x3 filter recompute the previous stages per
+# read (two layers ran ~8x slower on CPU that way; XLA CPU drops
+# optimization_barrier before fusion).
 def apply_op(x: jax.Array, op: jax.Array, level: jax.Array, sign: jax.Array,
-             fill: jax.Array) -> jax.Array:
+             fill: jax.Array, interpolation: str = "bicubic") -> jax.Array:
     """Applies op ``op[i]`` (index into ``OP_NAMES``; ``NO_OP`` = none) to image i.
 
     Args:
       x: float32 (B, H, W, C), integer values in [0, 255].
       op: int32 (B,); level: float32 (B,) in [0, 10]; sign: float32 (B,) +-1.
       fill: float32 (C,), integer values: colour of areas a warp uncovers.
+      interpolation: the warps' resampling, one of ``randaugment.INTERPOLATIONS`` (static).
     Returns:
       float32 (B, H, W, C), integer values in [0, 255].
     """
-    def stage(x, index):
-        return jax.lax.switch(index, _STAGES, x, op, level, sign, fill), None
+    stages = (_lut_stage, _blend_stage, functools.partial(_affine_stage, interpolation=interpolation))
 
-    return jax.lax.scan(stage, x, jnp.arange(len(_STAGES)))[0]
+    def stage(x, index):
+        return jax.lax.switch(index, stages, x, op, level, sign, fill), None
+
+    return jax.lax.scan(stage, x, jnp.arange(len(stages)))[0]
 
 
 def sample_layer(rng: jax.Array, batch: int, magnitude: float, magnitude_std: float,
@@ -251,10 +284,12 @@ def sample_layer(rng: jax.Array, batch: int, magnitude: float, magnitude_std: fl
 def rand_augment(
     rng: jax.Array, images: jax.Array, *, num_ops: int = 2, magnitude: float = 9.0,
     magnitude_std: float = 0.5, fill: Sequence[float] = (0.485, 0.456, 0.406), prob: float = 0.5,
+    interpolation: str = "bicubic",
 ) -> jax.Array:
     """RandAugment on integer-valued (B, H, W, C) images (uint8, or float in [0, 255]).
 
-    ``fill`` is per channel in [0, 1] units (the dataset mean, as in timm).
+    ``fill`` is per channel in [0, 1] units (the dataset mean, as in timm);
+    ``interpolation`` (``randaugment.INTERPOLATIONS``) is the warps' resampling.
     Returns float32 (B, H, W, C) holding integers in [0, 255].
     """
     x = images.astype(jnp.float32)
@@ -262,6 +297,6 @@ def rand_augment(
 
     def layer(x, layer_rng):
         draws = sample_layer(layer_rng, x.shape[0], magnitude, magnitude_std, prob)
-        return apply_op(x, *draws, fill_values), None
+        return apply_op(x, *draws, fill_values, interpolation), None
 
     return jax.lax.scan(layer, x, jax.random.split(rng, num_ops))[0]

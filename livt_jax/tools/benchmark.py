@@ -1,6 +1,6 @@
 """Train-step speed: `livt-benchmark [--config ...] [--compare_torch]`.
 
-`python -m livt_jax.benchmark` is the same command.
+`python -m livt_jax.tools.benchmark` is the same command.
 
 Times the project's real jitted train step (`stage.build_stage`, the one
 `train.run_stage` runs: model, loss, Mixup/CutMix on device, AdamW with
@@ -27,17 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from livt_jax import config_lib, console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
-# The default, ViT-B/16 with the release's hyper-parameters, is config_lib's own
-# `get_config`: it is there in every install, checkout or not.
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", config_lib.__file__, "Config whose model/optimizer are timed (default: the base "
-    "config, ViT-B/16 and MAE-B as in configs/imagenet_lt.py).", lock_config=True)
+_CONFIG = config_lib.define_config_flag(
+    "imagenet_lt", "Config whose model/optimizer are timed (a shipped name or a file, [:ARG]).")
 _STAGES = flags.DEFINE_list("stages", ["finetune", "pretrain"], "Stages to time.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
@@ -176,7 +172,7 @@ def analytic_train_flops(config, stage: str, num_classes: int) -> float:
 
 def torch_reference(config, batch: int, steps: int, warmup: int) -> dict:
     """The release's path: timm ViT, eager, bf16 autocast, AdamW (BFT stage only)."""
-    from livt_jax import torch_reference as reference  # pylint: disable=import-outside-toplevel
+    from livt_jax.tools import torch_reference as reference  # pylint: disable=import-outside-toplevel
 
     row = reference.benchmark_stage(config, "finetune", batch, steps, warmup)
     return {**row, "stage": "finetune (torch eager)",

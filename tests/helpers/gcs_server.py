@@ -5,7 +5,9 @@ client at it.
 The clients the product uses and what points them here:
 - gcsfs / google-cloud-storage (etils.epath, tensorboardX): STORAGE_EMULATOR_HOST;
 - tensorstore (orbax's array I/O): TENSORSTORE_GCS_HTTP_URL, and
-  GOOGLE_AUTH_TOKEN_FOR_TESTING so it asks nobody for a token.
+  GOOGLE_AUTH_TOKEN_FOR_TESTING so it asks nobody for a token;
+- google-cloud-cpp (array_record's reader of tfds ArrayRecord files on gs://):
+  CLOUD_STORAGE_EMULATOR_ENDPOINT.
 Everything that could look for credentials elsewhere is closed off: no
 credentials file, an empty gcloud config, no GCE check, and the metadata
 server moved to a closed local port.
@@ -45,6 +47,7 @@ def client_env(url: str, config_dir: str) -> dict[str, str]:
     return {
         "STORAGE_EMULATOR_HOST": url,
         "TENSORSTORE_GCS_HTTP_URL": url,
+        "CLOUD_STORAGE_EMULATOR_ENDPOINT": url,
         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test-token",
         "GOOGLE_CLOUD_PROJECT": "test-project",
         "NO_GCE_CHECK": "true",

@@ -1,6 +1,6 @@
 """One process of a multi-process tiny run on localhost (started by test_multiprocess).
 
-    python tests/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
+    python tests/helpers/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
 
 JOB `validate` scores the params export in WORKDIR/export on the validation
 set. JOB `train` trains `tests.test_train.tiny_config()` (BFT stage, the
@@ -20,7 +20,7 @@ import sys
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def restored_state(workdir: str):
@@ -43,7 +43,7 @@ def restored_state(workdir: str):
 
 def validate(process_id: int, workdir: str) -> None:
     from livt_jax.experiments import validation
-    from tests.test_train import tiny_config
+    from tests.helpers.common import tiny_config
 
     config = tiny_config()
     source = validation.validation_source(config)
@@ -64,7 +64,7 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, job: str,
     from jax.experimental import multihost_utils
 
     from livt_jax import main as main_lib, train
-    from tests.test_train import tiny_config
+    from tests.helpers.common import tiny_config
 
     config = tiny_config()
     config.stage = "finetune"

@@ -1,0 +1,1 @@
+"""Commands run beside training, never by it: benchmarks, the GPU kit, checkpoint conversion, the cache builder."""

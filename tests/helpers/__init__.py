@@ -1,0 +1,1 @@
+"""Scripts and servers the tests start (workers, a fake GCS), not tests themselves."""
