@@ -167,14 +167,15 @@ def write_release_checkpoint(path: Path, kind: str, rng: np.random.Generator) ->
     """A tiny timm-named `{'model': state_dict}` .pth of the tiny ViT or MAE."""
     import jax  # pylint: disable=import-outside-toplevel
 
-    from livt_jax import convert  # pylint: disable=import-outside-toplevel
+    from livt_jax import state_dict_files  # pylint: disable=import-outside-toplevel
+    from livt_jax.models import timm_convert  # pylint: disable=import-outside-toplevel
 
     model = {**TINY_DIMS, "num_classes": NUM_CLASSES, "global_pool": "avg"} if kind == "vit" \
         else {**TINY_DIMS, **TINY_DECODER}
-    shapes = convert.model_shapes(kind, **model)
+    shapes = timm_convert.model_shapes(kind, **model)
     params = jax.tree.map(lambda s: (0.02 * rng.standard_normal(s.shape)).astype(np.float32), shapes)
-    state_dict = convert.state_dict_from_params(params, img_size=TINY_DIMS["img_size"])
-    convert.save_torch_state_dict(str(path), state_dict, wrap_model=True)
+    state_dict = timm_convert.state_dict_from_params(params, img_size=TINY_DIMS["img_size"])
+    state_dict_files.save_torch_state_dict(str(path), state_dict, wrap_model=True)
 
 
 @pytest.fixture(scope="module")
