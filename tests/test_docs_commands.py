@@ -20,7 +20,7 @@ Data the commands name: absolute paths under /data and /ckpt are placed in the s
 folder, where the fixture has put a tiny ImageNet-LT-style split list (4 classes, 40-px
 JPEGs) at data/imagenet and tiny stand-ins of the release's checkpoints under their names.
 A later option wins over an earlier one in every program, so the appended overrides
-shrink the run without editing the command.
+shrink the run without editing the command. `launch/...` names the checkout's script.
 
 A command that cannot run here is marked in the doc with a trailing `# needs: WHAT`
 comment (e.g. `# needs: a GPU machine ...`); it is skipped with that reason, so
@@ -124,13 +124,15 @@ def how_to_run(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
     """(argv to run, folder to run it in) for a documented command (module docstring)."""
     argv = [in_scratch(word, scratch) for word in argv]
     program = argv[0]
+    # The checkout's scripts, run from the scratch folder (they find the checkout beside them).
+    argv = [str(REPO / word) if word.startswith("launch/") else word for word in argv]
     if program == "make":
         return ["make", "-n", *argv[1:]], REPO
     if program == "sbatch":
         script = next(i for i, word in enumerate(argv) if word.endswith(".sbatch"))
         return ["bash", argv[script], "--dry-run", *argv[1:script], *argv[script + 1:]], scratch
     if program == "launch/tpu_pod.sh":
-        return [program, "--dry-run", *argv[1:]], scratch
+        return [argv[0], "--dry-run", *argv[1:]], scratch
     if program in ("livt-train", "launch/gpu_host.sh") or argv[:3] == ["python", "-m", "livt_jax.main"]:
         return [*argv, *TRAIN_TINY], scratch
     if argv[:2] == ["livt-convert", "to-jax"]:
@@ -182,7 +184,7 @@ def write_release_checkpoint(path: Path, kind: str, rng: np.random.Generator) ->
 def scratch(tmp_path_factory) -> Path:
     pytest.importorskip("torch")  # the .pth stand-ins
     root = tmp_path_factory.mktemp("docs")
-    for name in ("configs", "launch", "docs"):
+    for name in ("configs", "docs"):
         (root / name).symlink_to(REPO / name)
     rng = np.random.default_rng(0)
     write_split_list(root / "data" / "imagenet", rng)
@@ -232,9 +234,10 @@ def test_every_command_has_a_rule_or_a_marker(tmp_path):
 
 def test_rules_dry_run_cloud_work_and_shrink_training(tmp_path):
     argv, cwd = how_to_run(["launch/tpu_pod.sh", "--zone", "z", "create"], tmp_path)
-    assert argv[:2] == ["launch/tpu_pod.sh", "--dry-run"] and cwd == tmp_path
+    assert argv[:2] == [str(REPO / "launch/tpu_pod.sh"), "--dry-run"] and cwd == tmp_path
     argv, _ = how_to_run(["sbatch", "--nodes", "2", "launch/slurm.sbatch", "--config", "c"], tmp_path)
-    assert argv == ["bash", "launch/slurm.sbatch", "--dry-run", "--nodes", "2", "--config", "c"]
+    assert argv == ["bash", str(REPO / "launch/slurm.sbatch"), "--dry-run", "--nodes", "2",
+                    "--config", "c"]
     argv, _ = how_to_run(["livt-train", "--config.data.data_dir=/data/imagenet"], tmp_path)
     assert argv[1] == f"--config.data.data_dir={tmp_path}/data/imagenet" and argv[2:] == TRAIN_TINY
     with pytest.raises(NoRule, match="no rule to run 'rm -rf x'"):
