@@ -10,7 +10,7 @@ costs about as much as a small ViT's step on a CPU: build a cache once
 --out CACHES/cifar10 --resize-shorter 0`) and pass `--config.data.source=cache
 --config.data.data_dir=CACHES --config.data.name=cifar10`; the numbers are the same.
 
-Data (SPEC-style CIFAR-LT protocol): the training split is subsampled exponentially
+Data (the CIFAR-LT protocol of Cao et al., NeurIPS 2019): the training split is subsampled exponentially
 (5000 ... 50 per class at IR 100, class 0 = airplane the head, seeded by
 `data.lt_seed`); 50 images per class are held out of the training pool for
 validation (`data.val_per_class`: from the images the subsampling left out, and for

@@ -5,7 +5,7 @@ Usage: `--config configs/imagenet_lt.py[:384|:small] --workdir DIR
 under the image root (or give full paths in data.train_split / data.eval_split).
 Faster: build a cache once (`python -m livt_jax.tools.cache ...`) and use data.source=cache.
 
-The values are the release's logged runs (LiVT repo, exp/; SPEC §3). Sources:
+The values are the release's logged runs (LiVT repo, exp/). Sources:
 "log" = the run's log.txt lr trace (the logged train_lr is the head's lr; its
 epoch-0 mean gives the steps per epoch, hence the global batch), "args" = the
 args.txt beside it, "README" = the README's hyper-parameter table.

@@ -1,12 +1,12 @@
 """iNaturalist 2018 (8,142 classes, 437,513 train images) from the split lists.
 
 MGP at 128 px, BFT at 224 (the position embeddings are resized bicubically
-at the hand-over), layer decay 0.65, no label smoothing (SPEC §3).
+at the hand-over), layer decay 0.65, no label smoothing.
 Usage: `--config configs/inat18.py --config.data.data_dir=/path/to/inat18`.
 Class labels are the split-list integers; the release's heads order classes
 lexicographically by folder name (see `python -m livt_jax.tools.convert --help`).
 
-The values are the release's logged runs (LiVT repo, exp/; SPEC §3): "log" =
+The values are the release's logged runs (LiVT repo, exp/): "log" =
 the run's log.txt lr trace (the head's lr; its epoch-0 mean gives the steps
 per epoch), "args" = the args.txt beside it (log and args agree here).
 BFT: exp/finetune/iNat18/vit_base_224; MGP: exp/pretrain/iNat18/vit_base_128.

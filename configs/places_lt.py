@@ -5,7 +5,7 @@ Usage: `--config configs/places_lt.py --config.data.data_dir=/path/to/places365`
 The release has no Places-LT log or args.txt: every value below comes from
 the README's hyper-parameter table ("README"; LiVT repo assets/hyper.png),
 except label smoothing, which the table does not list and which is the
-release's default (util/trainer.py, "trainer"). ImageNet normalisation (SPEC §3).
+release's default (util/trainer.py, "trainer"). ImageNet normalisation.
 """
 
 from livt_jax import config_lib

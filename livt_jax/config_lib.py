@@ -1,4 +1,4 @@
-"""The default LiVT config (SPEC §3, the logged ViT-B/16 runs) that dataset configs edit.
+"""The default LiVT config (the LiVT release's logged ViT-B/16 runs) that dataset configs edit.
 
 Every key a run can read exists here, so a dataset config only changes values
 and `ml_collections` rejects a misspelt override (`--config.finetune.blr=...`)

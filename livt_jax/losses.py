@@ -1,4 +1,4 @@
-"""Per-example classification losses for long-tailed training (SPEC §2).
+"""Per-example classification losses for long-tailed training (Bal-BCE: Xu et al., CVPR 2023; logit adjustment: Menon et al., ICLR 2021).
 
 Every loss is a plain, jittable function of arrays,
 ``(logits (B, C), targets (B, C) soft) -> (B,)``, computed in float32 whatever

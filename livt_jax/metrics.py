@@ -1,4 +1,4 @@
-"""Evaluation metrics for long-tailed classification (SPEC §4), host-side numpy.
+"""Evaluation metrics for long-tailed classification (shot groups as in Kang et al., ICLR 2020), host-side numpy.
 
 Conventions (all values in the `EvalAccumulator.result` dict are percentages,
 0-100, including ECE; the standalone `expected_calibration_error` returns a

@@ -179,7 +179,7 @@ def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.
 
 
 def shot_group_name(train_count: int) -> str:
-    """SPEC §4: many n > 100, medium 20 ≤ n ≤ 100, few n < 20."""
+    """Shot groups as in Kang et al., ICLR 2020: many n > 100, medium 20 ≤ n ≤ 100, few n < 20."""
     if train_count > 100:
         return "many"
     return "medium" if train_count >= 20 else "few"

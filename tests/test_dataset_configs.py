@@ -1,4 +1,4 @@
-"""The dataset configs reproduce the release's logged lr traces (SPEC §3).
+"""The dataset configs reproduce the release's logged lr traces.
 
 For every logged run the test builds the optimizer our trainer would build
 from the config (global batch = the stage's batch_size, steps per epoch =
@@ -20,7 +20,7 @@ import pytest
 from livt_jax import config_lib, optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# SPEC §4: training images per dataset.
+# Training images per dataset (the standard split lists).
 TRAIN_SIZE = {"imagenet_lt": 115_846, "inat18": 437_513, "places_lt": 62_500}
 
 # (config file, arg, stage) -> what the release's run used:
@@ -77,7 +77,7 @@ def test_schedule_matches_the_log(key):
 
 
 def test_recipe_values():
-    """The non-schedule values each config carries (SPEC §3, the logs' args.txt, README)."""
+    """The non-schedule values each config carries (the release's logs, its args.txt, README)."""
     expect = {
         # name, arg: epochs (MGP, BFT), MGP px, BFT px, layer decay, smoothing, tau, b2, drop path
         ("imagenet_lt", ""): ((800, 100), 224, 224, 0.75, 0.1, 1.0, 0.999, 0.1),

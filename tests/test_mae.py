@@ -174,7 +174,7 @@ def test_initialisation():
 
 
 class _TorchMAE(torch.nn.Module):
-    """MAE forward from SPEC §1 built on timm Blocks, the mask given."""
+    """MAE forward as the MAE release defines it, built on timm Blocks, the mask given."""
 
     def __init__(self, cfg, grid):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Optimizer: layer-wise lr scales, weight-decay masks and schedule vs SPEC §3."""
+"""Optimizer: layer-wise lr scales, weight-decay masks and schedule vs the release's recipe."""
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +21,7 @@ def _flat(tree):
 
 
 def _expected_layer(name: str, depth: int) -> int:
-    # Written from SPEC §3 independently of optim.layer_id.
+    # Written from the release's recipe independently of optim.layer_id.
     if name.startswith("['patch_embed']") or name in ("['cls_token']", "['pos_embed']"):
         return 0
     if name.startswith("['blocks_"):

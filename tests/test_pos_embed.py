@@ -13,7 +13,7 @@ pytestmark = pytest.mark.torch
 
 
 def _sincos_reference(dim, grid):
-    """SPEC §1 written out element by element."""
+    """The MAE release's 2-D sin-cos table written out element by element."""
     table = np.zeros((grid * grid, dim))
     quarter = dim // 4
     for row in range(grid):

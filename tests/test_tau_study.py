@@ -12,7 +12,7 @@ COUNTS = np.array([800, 479, 287, 172, 103, 61, 37, 22, 13, 8])
 
 
 def test_balanced_rule_recovers_the_balanced_posterior():
-    # At Bal-BCE's optimum z_c = logit p_c - logit π_c (SPEC §2); the balanced rule must
+    # At Bal-BCE's optimum z_c = logit p_c - logit π_c (docs/DESIGN.md); the balanced rule must
     # turn that back into log p_c - log π_c exactly, while the raw z differs from it by
     # log((1 - π_c) / (1 - p_c)).
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ from PIL import Image
 
 # The augmentation constants, defined once: the device path (device_augment.py,
 # device_randaugment.py) and RandAugment (randaugment.py) import them from here.
-AUG_KINDS = ("mgp", "bft")  # SPEC §3: MGP crop + flip; BFT adds RandAugment and erasing
+AUG_KINDS = ("mgp", "bft")  # as the release: MGP crop + flip; BFT adds RandAugment and erasing
 RRC_RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop aspect ratio range (torchvision)
 ERASE_AREA = (0.02, 1 / 3)  # RandomErasing area fraction range (timm)
 ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))  # RandomErasing log aspect range

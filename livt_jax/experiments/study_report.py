@@ -165,7 +165,7 @@ def format_report(results: Mapping[str, Any], arms: Sequence[Arm], title: str) -
     parts = [f"# {title}", "",
              "Final epoch (test top-1 %, mean ± std over seeds):", "",
              format_table(results, arms, "final"), "",
-             "Best epoch by test top-1 (reported separately, as the release's logs do):", "",
+             "Best epoch by test top-1 (reported separately, as the LiVT release reports it):", "",
              format_table(results, arms, "best"), "",
              "Convergence (mean test top-1 per epoch, loss comparison):", "",
              format_convergence(results), ""]

@@ -10,7 +10,7 @@ every run this scores the export's logits on the balanced validation set of
 - **τ selection on validation only**: per loss, the τ of the grid with the
   highest validation top-1 (mean over seeds); the test split is then read at
   that τ and at τ = 1 (the release's value), nothing else is chosen on it.
-- **decision rule** (SPEC §2): Bal-BCE's raw argmax_c z_c beside the balanced
+- **decision rule** (docs/DESIGN.md, "Bal-BCE and Bal-CE"): Bal-BCE's raw argmax_c z_c beside the balanced
   rule argmax_c log σ(z_c + m_c) − log π_c, m_c = τ·(log π_c − log(1 − π_c)) its
   training margin; Bal-CE is read raw (its z already is the balanced rule).
 - **confusions** on the test split between the head and its neighbours

@@ -1,4 +1,4 @@
-"""Masked autoencoder (MGP stage, SPEC §1) reusing the ViT pieces.
+"""Masked autoencoder (MGP stage, as the LiVT/MAE releases define it) reusing the ViT pieces.
 
 Parameters: ``patch_embed``, ``cls_token``, ``blocks_{i}``, ``norm`` (encoder,
 named as in the ViT), ``mask_token``, ``decoder_embed``, ``decoder_blocks_{i}``,

@@ -1,6 +1,6 @@
 """timm / MAE-release state dicts <-> our flax parameter trees (numpy only).
 
-Key names map one to one (SPEC §6): ``blocks.{i}.attn.qkv.weight`` <->
+Key names map one to one (the LiVT release's timm names): ``blocks.{i}.attn.qkv.weight`` <->
 ``blocks_{i}/attn/qkv/kernel``; LayerNorm ``weight`` <-> ``scale``. Dense
 weights are transposed (``W -> W.T``), the patch-embed conv goes
 ``(O, I, kh, kw) -> (kh, kw, I, O)``. The MAE's fixed sin-cos position

@@ -1,4 +1,4 @@
-"""MGP -> BFT: initialise a ViT classifier from a pretrained MAE encoder (SPEC §1)."""
+"""MGP -> BFT: initialise a ViT classifier from a pretrained MAE encoder (as the LiVT/MAE releases define it)."""
 
 from __future__ import annotations
 

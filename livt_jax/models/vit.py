@@ -1,4 +1,4 @@
-"""timm-compatible Vision Transformer in flax.linen (SPEC §1).
+"""timm-compatible Vision Transformer in flax.linen (as the LiVT/MAE releases define it).
 
 Images are NHWC, tokens ``(B, N, D)``. Parameters are float32; ``dtype`` is
 the compute dtype. Parameter names mirror timm so that conversion is a rename

@@ -1,4 +1,4 @@
-"""On-device Mixup / CutMix and label smoothing (SPEC §3), jittable with static shapes.
+"""On-device Mixup / CutMix and label smoothing (the release's recipe), jittable with static shapes.
 
 Semantics follow the release (timm's batch mode): one λ per batch, the partner
 of example i is example B−1−i (the batch reversed), CutMix's λ is corrected to
