@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers import procs
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -44,7 +45,7 @@ def installed(tmp_path_factory) -> Path:
     for name in ("livt_jax", "configs"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+    procs.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(src)],
                    check=True, capture_output=True, timeout=300)
     return site
@@ -52,7 +53,7 @@ def installed(tmp_path_factory) -> Path:
 
 def _run(args, site: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return procs.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _source_modules() -> set[str]:

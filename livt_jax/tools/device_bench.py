@@ -195,11 +195,11 @@ def torch_section(size: str, stage: str, mode: str) -> dict:
 def host_section(size: str) -> dict:
     """Host BFT augmentation per core, ours vs timm's, via the data benchmark's ``--vs-timm``."""
     spec = SIZES[size]["host"]
-    command = [sys.executable, "-m", "livt_jax.tools.data_benchmark", "--synthetic",
-               f"{spec['images']},{spec['side']}", "--image-size", str(spec["image_size"]),
-               "--batch-size", str(spec["batch"]), "--steps", str(spec["steps"]),
-               "--kinds", "bft", "--vs-timm"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    argv = [sys.executable, "-m", "livt_jax.tools.data_benchmark", "--synthetic",
+            f"{spec['images']},{spec['side']}", "--image-size", str(spec["image_size"]),
+            "--batch-size", str(spec["batch"]), "--steps", str(spec["steps"]),
+            "--kinds", "bft", "--vs-timm"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     print(out, flush=True)
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     ours, timm = float(rows["synthetic"][-2]), float(rows["timm"][-2])
