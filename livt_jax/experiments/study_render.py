@@ -131,7 +131,7 @@ def plot_convergence(records: dict, path: str) -> None:
         ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
     report.line_plot_axes(ax, "BFT epoch", "validation top-1 (%)",
                           f"CIFAR-10-LT IR 100: validation top-1 per epoch ({len(runs)} seeds)")
-    report.save_plot(fig, path, dpi=90)
+    report.save_plot(fig, path, dpi=120)
 
 
 def wall_time(results: str, records: dict) -> dict[str, float]:
