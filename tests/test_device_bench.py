@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livt_jax.tools import device_bench
+from livt_jax.tools import device_bench, device_bench_report
 from tests.helpers import procs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def fake_sections() -> dict:
 
 
 def test_table_rows_mfu_and_speed_up_by_hand():
-    rows = {r["section"]: r for r in device_bench.table_rows(fake_sections())}
+    rows = {r["section"]: r for r in device_bench_report.table_rows(fake_sections())}
     default, cudnn = rows["jax-finetune-default"], rows["jax-finetune-cudnn"]
     assert default["mfu"] == pytest.approx(1000 * 1e11 / 5e14)
     assert default["mfu_xla"] == pytest.approx(1000 * 1.2e11 / 5e14)
@@ -82,7 +82,8 @@ def test_table_rows_mfu_and_speed_up_by_hand():
 
 
 def test_markdown_report():
-    text = device_bench.markdown({"size": "tiny", "started": "now", "sections": fake_sections()})
+    text = device_bench_report.markdown({"size": "tiny", "started": "now",
+                                         "sections": fake_sections()})
     assert "| BFT | JAX, XLA attention (default step) | 1,000 | 256.0 | 20.0% | 24.0% | 10.0 | 1.25 | ok |" in text
     assert "| MGP | PyTorch timm, torch.compile | — | — | — | — | — | — | timeout |" in text
     assert "measured GEMM peak 500 TFLOP/s" in text
