@@ -4,7 +4,7 @@ its key, every problem is listed in one error, BFT's errors are found before MGP
 import pytest
 
 from configs import demo
-from livt_jax import config_checks, config_lib, train
+from livt_jax import config_checks, config_lib, config_rules, train
 from livt_jax.config_checks import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_unknown_key_suggestions(key, expected):
 
 def closed_set_keys():
     return [key for key, declared in config_lib.KEYS.items()
-            if isinstance(declared.rule, config_lib.OneOf)]
+            if isinstance(declared.rule, config_rules.OneOf)]
 
 
 @pytest.mark.parametrize("key", closed_set_keys())
