@@ -97,6 +97,17 @@ def describe(config: ml_collections.ConfigDict, stage: str, train_source) -> dic
     }
 
 
+def _read_json(path: str, expected: str, hint: str = "") -> Optional[Any]:
+    """The JSON value in `path` (local or gs://), None when there is no such file; invalid
+    JSON is one line naming the file (+ `hint`)."""
+    if not paths.is_file(path):
+        return None
+    try:
+        return json.loads(paths.read_text(path, expected))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}){hint}") from None
+
+
 def write(export_dir: str, description: dict) -> None:
     """Writes `export_dir/model.json` atomically (local or gs://)."""
     paths.write_text_atomic(path_of(export_dir), json.dumps(description, indent=1) + "\n")
@@ -105,13 +116,10 @@ def write(export_dir: str, description: dict) -> None:
 def read(export_dir: str) -> Optional[dict]:
     """The description of an export, or None for an export written without one."""
     path = path_of(export_dir)
-    if not paths.is_file(path):
+    description = _read_json(path, "an export description",
+                             "; delete it to load the export with config flags")
+    if description is None:
         return None
-    try:
-        description = json.loads(paths.read_text(path, "an export description"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete it to load the export "
-                         "with config flags") from None
     if description.get("kind") not in KINDS or not isinstance(description.get("model"), dict):
         raise ValueError(f"{path} is not an export description: expected 'kind' in {KINDS} "
                          "and a 'model' object")
@@ -311,13 +319,8 @@ def write_timm_config(weights_file: str, description: dict) -> str:
 def read_timm_config(weights_file: str, kind: str) -> Optional[dict]:
     """The description in the `config.json` beside `weights_file` (None without one)."""
     path = timm_config_path(weights_file)
-    if not paths.is_file(path):
-        return None
-    try:
-        config = json.loads(paths.read_text(path, "a timm config.json"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    return from_timm_config(config, kind, path)
+    config = _read_json(path, "a timm config.json")
+    return None if config is None else from_timm_config(config, kind, path)
 
 
 def model_kwargs(description: dict) -> dict:
