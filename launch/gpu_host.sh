@@ -34,7 +34,7 @@ run the same command again to resume.
 
 Example:
   launch/gpu_host.sh --config configs/cifar_lt.py --workdir /tmp/cifar10_lt \
-      --config.stage=finetune --config.batch_size=256
+      --config.stage=finetune --config.finetune.batch_size=256
 EOF
 }
 

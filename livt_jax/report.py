@@ -206,6 +206,15 @@ def accuracy_vs_count_axes(ax, ylabel: str) -> None:
         ax.axvline(threshold, color="grey", lw=0.8, ls="--")
 
 
+def line_plot_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, a small title, a light grid and the legend of a line plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def save_plot(fig, path: str, dpi: int) -> None:
     """Lays out `fig`, writes it to `path` (local or URL) at `dpi` and closes it."""
     import matplotlib.pyplot as plt

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from livt_jax import checkpoint, state_dict_files
 from livt_jax.models import timm_convert
 from livt_jax.tools import convert
+from tests.helpers import procs
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -317,7 +317,7 @@ def test_core_import_has_no_torch_and_cli_help_works():
         "import sys, livt_jax.tools.convert as c; assert 'torch' not in sys.modules, 'torch imported'; "
         "c.build_parser().parse_args(['to-jax', '-h'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = procs.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                    timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--reorder-inat-head" in out.stdout and "--unsafe-load" in out.stdout

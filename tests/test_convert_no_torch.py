@@ -1,11 +1,12 @@
 """`.safetensors` in and out of the converter with torch absent (its import blocked)."""
 
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.helpers import procs
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +55,8 @@ _SCRIPT = textwrap.dedent("""
 
 
 def test_safetensors_round_trip_without_torch(tmp_path):
-    result = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=180,
+    result = procs.run([sys.executable, "-c", _SCRIPT, str(tmp_path)], cwd=REPO,
+                       capture_output=True, text=True, timeout=180,
                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ROUND TRIP OK" in result.stdout

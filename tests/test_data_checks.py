@@ -4,6 +4,7 @@ undecodable images stopped or skipped), and a cache built atomically with a mani
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -139,7 +140,10 @@ def test_failed_rebuild_leaves_the_old_cache_as_it_was(image_folder, tmp_path, c
     ("fewer_labels", r"train_labels.npy has 5 labels, the manifest 6"),
     ("other_labels", r"train_labels.npy does not match the manifest's checksum"),
     ("fewer_images", r"train_images.npy has shape \(5, 8, 8, 3\), the manifest \(6, 8, 8, 3\)"),
-    ("no_manifest", r"manifest.json' is missing.*not a complete cache"),
+    ("no_manifest", r"manifest.json' is missing.*not a complete cache.*`livt-cache --source "),
+    ("no_images", r"train_images.npy' is missing: rebuild the cache with `livt-cache --source "
+                  r"split_list --data-dir DIR --split train=\S+train.txt --split test=\S+test.txt "
+                  r"--resize-shorter 8 --out \S+tiny`"),
 ])
 def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message):
     folder, _ = image_folder
@@ -154,7 +158,31 @@ def test_damaged_cache_is_named_on_load(image_folder, tmp_path, damage, message)
         np.save(out / "train_labels.npy", labels[::-1])
     elif damage == "fewer_images":
         np.save(out / "train_images.npy", np.load(out / "train_images.npy")[:5])
+    elif damage == "no_images":
+        os.remove(out / "train_images.npy")
     else:
         os.remove(out / "manifest.json")
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         CacheSource(str(out), "train")
+
+
+def test_cache_reads_split_lists_under_the_data_dir(image_folder, tmp_path, monkeypatch):
+    """`--split train=ImageNet_LT_train.txt` names a file in the image root, as configs do."""
+    folder, _ = image_folder
+    shutil.copy(folder / "train.txt", folder / "images" / "train_list.txt")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "caches" / "tiny"
+    assert cache.main(["--source", "split_list", "--data-dir", str(folder / "images"),
+                       "--split", "train=train_list.txt", "--out", str(out),
+                       "--resize-shorter", "8"]) == 0
+    assert len(CacheSource(str(out), "train")) == 6
+
+
+def test_unknown_cache_split_names_the_cache_splits(image_folder, tmp_path):
+    """A config whose split names are not the cache's (the split-list file names, say)."""
+    folder, _ = image_folder
+    out = tmp_path / "caches" / "tiny"
+    assert build(folder, out) == 0
+    with pytest.raises(FileNotFoundError, match=r"has no split 'ImageNet_LT_train.txt'; it holds "
+                                                r"\['test', 'train'\] \(set data.train_split"):
+        CacheSource(str(out), "ImageNet_LT_train.txt")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livt_jax.tools import device_bench
+from livt_jax.tools import device_bench, device_bench_report
+from tests.helpers import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
@@ -69,7 +70,7 @@ def fake_sections() -> dict:
 
 
 def test_table_rows_mfu_and_speed_up_by_hand():
-    rows = {r["section"]: r for r in device_bench.table_rows(fake_sections())}
+    rows = {r["section"]: r for r in device_bench_report.table_rows(fake_sections())}
     default, cudnn = rows["jax-finetune-default"], rows["jax-finetune-cudnn"]
     assert default["mfu"] == pytest.approx(1000 * 1e11 / 5e14)
     assert default["mfu_xla"] == pytest.approx(1000 * 1.2e11 / 5e14)
@@ -81,7 +82,8 @@ def test_table_rows_mfu_and_speed_up_by_hand():
 
 
 def test_markdown_report():
-    text = device_bench.markdown({"size": "tiny", "started": "now", "sections": fake_sections()})
+    text = device_bench_report.markdown({"size": "tiny", "started": "now",
+                                         "sections": fake_sections()})
     assert "| BFT | JAX, XLA attention (default step) | 1,000 | 256.0 | 20.0% | 24.0% | 10.0 | 1.25 | ok |" in text
     assert "| MGP | PyTorch timm, torch.compile | — | — | — | — | — | — | timeout |" in text
     assert "measured GEMM peak 500 TFLOP/s" in text
@@ -165,24 +167,65 @@ def test_torch_reference_step_runs(stage):
 
 # ----------------------------------------------------------------------------- wheelhouse + scripts
 
-def test_wheelhouse_keeps_only_what_the_image_lacks():
-    image = wheelhouse.image_packages()
-    assert {"jax", "jaxlib", "torch", "flax", "optax", "orbax-checkpoint", "numpy"} <= image
-    assert not {"grain", "ml-collections", "tensorflow-datasets"} & image
-    resolved = {"jax": "0.11.2", "grain": "0.2.18", "ml-collections": "1.1.0", "livt-jax": "0.1"}
-    assert wheelhouse.missing_from_image(resolved, image, "livt_jax") == {
-        "grain": "0.2.18", "ml-collections": "1.1.0"}
+def metadata(name, version, *requires):
+    return {"name": name, "version": version, "requires_dist": list(requires)}
+
+
+def test_wheelhouse_carries_every_lower_bounded_requirement():
+    """What the image lacks is carried with its requirements; what it holds is carried when
+    a requirement bounds it from below and its recorded version (if any) does not satisfy
+    the bound; never jax or torch; requirements under another Python or of an extra not
+    asked for are not followed."""
+    resolved = {d["name"]: d for d in [
+        metadata("livt-jax", "0.1", "jax>=0.7.1", "orbax-checkpoint>=0.11.30", "grain>=0.2.9",
+                 "matplotlib", "etils[epath-gcs]>=1.7", "numpy>=2.0", "pillow>=9.5",
+                 "chex>=0.1.88; extra == 'test'"),
+        metadata("jax", "0.11.2", "jaxlib==0.11.2"),
+        metadata("orbax-checkpoint", "0.12.8", "tensorstore>=0.1.80"),
+        metadata("grain", "0.2.18", "cloudpickle", "msgpack>=1.0",
+                 "dm-tree; python_version < '3.10'"),
+        metadata("matplotlib", "3.10.0", "kiwisolver>=1.3"),
+        metadata("etils", "1.14.0", "gcsfs; extra == 'epath-gcs'", "zipp; extra == 'epath'"),
+        metadata("gcsfs", "2026.9.0", "fsspec==2026.9.0"),
+        *(metadata(name, "1.0") for name in ("fsspec", "msgpack", "cloudpickle", "chex", "numpy",
+                                             "dm-tree", "zipp", "pillow", "tensorstore",
+                                             "kiwisolver"))]}
+    image = {name: None for name in ("jax", "jaxlib", "orbax-checkpoint", "matplotlib", "etils",
+                                     "fsspec", "msgpack", "cloudpickle", "zipp", "tensorstore",
+                                     "kiwisolver")}
+    image.update(numpy="2.5.2", pillow="9.0")  # recorded: numpy fits numpy>=2.0, pillow is old
+    assert wheelhouse.carried(resolved, image, "livt_jax") == {
+        "etils": "1.14.0", "fsspec": "1.0", "gcsfs": "2026.9.0", "grain": "0.2.18",
+        "msgpack": "1.0", "orbax-checkpoint": "0.12.8", "pillow": "1.0"}
+
+
+def test_wheelhouse_image_list_records_known_versions():
+    image = wheelhouse.read_image_list()
+    assert {"flax", "optax", "orbax-checkpoint", "fsspec"} <= set(image)
+    assert not {"grain", "ml-collections", "tensorflow-datasets"} & set(image)
+    known = {name: version for name, version in image.items() if version}
+    assert known == {"jax": "0.11.2", "jaxlib": "0.11.2", "torch": "2.11.0",
+                     "torchvision": "0.26.0", "numpy": "2.5.2", "safetensors": "0.8.0"}
     assert wheelhouse.normalize("Ml_Collections") == "ml-collections"
     assert wheelhouse.wheel_name(Path("ml_collections-1.1.0-py3-none-any.whl")) == "ml-collections"
 
 
+@pytest.mark.parametrize("script", ["device_bench.sh", "rehearse_device_bench.sh", "gpu_host.sh",
+                                    "tpu_pod.sh", "slurm.sbatch"])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_every_launch_script_prints_usage_on_help(script, flag):
+    out = procs.run(["bash", str(ROOT / "launch" / script), flag], capture_output=True,
+                    text=True, timeout=60)
+    assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stdout + out.stderr
+
+
 def test_device_bench_script_refuses_bad_calls(tmp_path):
     script = str(ROOT / "launch" / "device_bench.sh")
-    usage = subprocess.run(["bash", script], capture_output=True, text=True, timeout=30)
+    usage = procs.run(["bash", script], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
     env = {**os.environ, "WHEELHOUSE": str(tmp_path / "none")}
-    missing = subprocess.run(["bash", script, str(tmp_path / "out")], capture_output=True,
-                             text=True, env=env, timeout=30)
+    missing = procs.run(["bash", script, str(tmp_path / "out")], capture_output=True,
+                        text=True, env=env, timeout=60)
     assert missing.returncode == 2 and "no wheelhouse" in missing.stderr
 
 

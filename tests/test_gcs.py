@@ -23,6 +23,7 @@ from livt_jax import checkpoint, paths, train
 from livt_jax.tools import convert
 from livt_jax.models import factory
 from livt_jax.data import animal_mnist
+from tests.helpers import procs
 from tests.helpers.common import tiny_config
 
 pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
@@ -54,8 +55,8 @@ def read_jsonl(url: str) -> list[dict]:
 def run_main(args: list[str], cwd) -> subprocess.CompletedProcess:
     """`python -m livt_jax.main ARGS` in `cwd`, the repository importable."""
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-m", "livt_jax.main", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = procs.run([sys.executable, "-m", "livt_jax.main", *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -109,7 +110,7 @@ def test_killed_run_resumes_from_the_bucket_bit_identically(prefix, tmp_path):
         stderr=subprocess.DEVNULL)
     manager = checkpoint.make_manager(f"{workdir}/checkpoints", save_every_steps=5, keep=2,
                                       keep_best=True, async_save=False)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + procs.scaled(600)
     try:  # the run advances in 0.1 s slices and stands still (SIGSTOP) while we look
         while run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -206,9 +207,9 @@ def test_missing_bucket_is_one_line_naming_it(gcs_bucket, tmp_path):
     start = time.monotonic()
     with pytest.raises(paths.StorageError, match=r"^bucket gs://no-such-bucket does not exist") as e:
         train.train_and_evaluate(tiny_config(), "gs://no-such-bucket/run")
-    assert "\n" not in str(e.value) and time.monotonic() - start < 10
+    assert "\n" not in str(e.value) and time.monotonic() - start < procs.scaled(10)
     # The command line prints that line alone (no traceback).
-    result = subprocess.run(
+    result = procs.run(
         [sys.executable, "-m", "livt_jax.main", "--config", os.path.join(REPO, "configs/demo.py"),
          "--workdir", "gs://no-such-bucket/run"], cwd=tmp_path, capture_output=True, text=True,
         timeout=300, env={**os.environ, "PYTHONPATH": REPO})
@@ -264,7 +265,7 @@ def test_no_credentials_is_one_line_with_the_fix(gcs_bucket, monkeypatch):
             paths.is_file("gs://private/list.txt")  # not "not found": the server said 401
         with pytest.raises(paths.StorageError, match="gs://private.*gcloud auth") as e:
             paths.makedirs("gs://private/run")
-        assert "\n" not in str(e.value) and time.monotonic() - start < 10
+        assert "\n" not in str(e.value) and time.monotonic() - start < procs.scaled(10)
     finally:
         server.shutdown()
         server.server_close()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import procs
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 SCRIPTS = ["common.sh", "tpu_pod.sh", "worker_setup.sh", "gpu_host.sh", "slurm.sbatch"]
@@ -28,12 +30,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return procs.run(
         ["bash", str(LAUNCH / script), *args],
         capture_output=True,
         text=True,
         env=env or clean_env(),
-        timeout=30,
+        timeout=60,
     )
 
 
@@ -427,7 +429,7 @@ def test_gpu_host_execs_python_so_sigterm_reaches_it(tmp_path):
     proc = subprocess.Popen(["bash", str(LAUNCH / "gpu_host.sh"), "--python", str(fake_python),
                              "--config", "c.py", "--workdir", "w"], stdout=subprocess.PIPE,
                             text=True, env=clean_env())
-    out, _ = proc.communicate(timeout=30)
+    out, _ = procs.communicate(proc, 60)
     assert out.strip().startswith(f"pid={proc.pid} ")  # the launcher's own process
 
 

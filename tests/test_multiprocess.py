@@ -19,6 +19,7 @@ from livt_jax import checkpoint, preemption, train
 from livt_jax.config_lib import stage_image_size
 from livt_jax.experiments import validation
 from livt_jax.models import factory
+from tests.helpers import procs as procs_lib
 from tests.helpers.multiprocess_worker import restored_state
 from tests.helpers.common import tiny_config
 
@@ -39,15 +40,16 @@ def start_workers(workdir, *overrides, num_processes=2, job="train", **env):
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env}
-    return [subprocess.Popen(
-        ["timeout", "240", sys.executable, "tests/helpers/multiprocess_worker.py", str(i),
+    limit = str(round(procs_lib.scaled(240)))  # each worker's own limit, stretched under load
+    return [procs_lib.popen(
+        ["timeout", limit, sys.executable, "tests/helpers/multiprocess_worker.py", str(i),
          str(num_processes), str(port), str(workdir), job, *overrides], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(num_processes)]
 
 
 def finish(procs, expected_status=0):
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    outputs = [procs_lib.communicate(p, 300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == expected_status, out[-3000:]
     return outputs
@@ -106,7 +108,7 @@ def test_two_processes_train_to_identical_parameters(straight):
 def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(
         straight, tmp_path, caplog):
     procs = start_workers(tmp_path, *LONG)
-    deadline = time.time() + 200
+    deadline = time.time() + procs_lib.scaled(200)
     while max(logged_steps(tmp_path), default=0) < 3:  # mid-BFT
         assert time.time() < deadline and all(p.poll() is None for p in procs)
         time.sleep(0.05)
@@ -114,7 +116,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(
     procs[1].send_signal(signal.SIGTERM)  # `timeout` passes it on to the worker
     outputs = finish(procs, preemption.PREEMPTED_EXIT_CODE)
     stop_seconds = time.time() - signalled_at
-    assert stop_seconds < STOP_SECONDS
+    assert stop_seconds < procs_lib.scaled(STOP_SECONDS)
     stops = [load_summary(tmp_path, i) for i in range(2)]
     total = load_summary(straight)["total_steps"]
     assert stops[0]["preempted"] and stops[0]["stopped_at"] == stops[1]["stopped_at"] < total

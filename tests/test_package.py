@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers import procs
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -44,7 +45,7 @@ def installed(tmp_path_factory) -> Path:
     for name in ("livt_jax", "configs"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+    procs.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(src)],
                    check=True, capture_output=True, timeout=300)
     return site
@@ -52,7 +53,7 @@ def installed(tmp_path_factory) -> Path:
 
 def _run(args, site: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return procs.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _source_modules() -> set[str]:
@@ -145,3 +146,45 @@ def test_installed_package_ships_the_dataset_configs(installed, tmp_path):
     out = _run([sys.executable, "-c", code, str(installed)], installed, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED cifar100 50.0 cifar10_lt cifar_lt demo imagenet_lt inat18 places_lt" in out.stdout
+
+
+# The library: the core modules, models, data and step code. Tools and experiments import it.
+LIBRARY = [*PACKAGE.glob("*.py"), *(PACKAGE / "models").rglob("*.py"),
+           *(PACKAGE / "data").rglob("*.py"), *(PACKAGE / "step").rglob("*.py")]
+ABOVE_THE_LIBRARY = ("livt_jax.tools", "livt_jax.experiments")
+
+
+def _livt_modules(source: str) -> set[str]:
+    """Dotted livt_jax names an import statement anywhere in `source` names
+    (`from livt_jax import tools` names `livt_jax.tools`)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] == "livt_jax"}
+
+
+def _imports_above(names: set[str]) -> set[str]:
+    return {n for n in names if any(n == p or n.startswith(p + ".") for p in ABOVE_THE_LIBRARY)}
+
+
+def test_import_scan_sees_every_form():
+    """The scan below catches each way of writing an import, at any depth."""
+    source = ("import livt_jax.tools.cache\n"
+              "def f():\n    from livt_jax import experiments, losses\n"
+              "from livt_jax.experiments.runner import run\n"
+              "from livt_jax.data import pipeline\n")
+    assert _imports_above(_livt_modules(source)) == {
+        "livt_jax.tools.cache", "livt_jax.experiments", "livt_jax.experiments.runner",
+        "livt_jax.experiments.runner.run"}
+
+
+def test_library_never_imports_tools_or_experiments():
+    """Arrows point one way: tools and experiments import the library, never the reverse."""
+    assert len(LIBRARY) > 20 and PACKAGE / "train.py" in LIBRARY
+    problems = [f"{path.relative_to(REPO)} imports {sorted(bad)}" for path in sorted(LIBRARY)
+                if (bad := _imports_above(_livt_modules(path.read_text(encoding="utf-8"))))]
+    assert not problems, "\n".join(problems)

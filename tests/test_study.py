@@ -59,6 +59,13 @@ def test_convergence_reads_the_validation_history(tmp_path):
     assert curves["mgp_ce"][10] == [50.0, 52.0, 54.0]
 
 
+
+def test_plot_convergence_writes_a_png(tmp_path):
+    write_records(tmp_path, {arm: [50.0, 52.0, 54.0] for arm in study.ARMS})
+    path = tmp_path / "convergence.png"
+    study_render.plot_convergence(study_render.read_records(str(tmp_path)), str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 def test_replace_section_keeps_the_rest():
     text = f"head\n{study_render.BEGIN}\nold\n{study_render.END}\ntail\n"
     assert study_render.replace_section(text, "new") == (

@@ -5,13 +5,13 @@ stage, `finetune.init_from` and `convert to-torch`."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from livt_jax import checkpoint, train
+from tests.helpers import procs
 from tests.helpers.topology_worker import finetune_config, flat_params, read_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.torch]
@@ -42,9 +42,9 @@ def sides(tmp_path_factory):
     summary = train.train_and_evaluate(finetune_config(), str(eight))
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    result = subprocess.run(["timeout", "500", sys.executable, "tests/helpers/topology_worker.py",
-                             str(eight), str(one)], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=560)
+    result = procs.run(["timeout", str(round(procs.scaled(500))), sys.executable,
+                        "tests/helpers/topology_worker.py", str(eight), str(one)], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=560)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     with open(one / "results.json", encoding="utf-8") as f:
         return eight, summary, one, json.load(f)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from livt_jax import checkpoint, config_lib, train
+from tests.helpers import procs
 from tests.helpers.common import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,8 +84,8 @@ def test_nan_loss_stops_with_the_step(tmp_path):
 
 
 def _main(args, **env):
-    return subprocess.run([sys.executable, "-m", "livt_jax.main", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
+    return procs.run([sys.executable, "-m", "livt_jax.main", *args], cwd=REPO,
+                     capture_output=True, text=True, timeout=120,
                           env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from livt_jax import workdir_lock
 from livt_jax.workdir_lock import LOCK_FILE, WorkdirLockedError
+from tests.helpers import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,7 +75,8 @@ def test_two_trainings_in_one_workdir_the_second_exits_1_and_changes_nothing(tmp
     workdir = tmp_path / "run"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from livt_jax import workdir_lock\n"
-         f"with workdir_lock.hold({str(workdir)!r}):\n print('held', flush=True); time.sleep(60)"],
+         f"with workdir_lock.hold({str(workdir)!r}):\n print('held', flush=True); "
+         f"time.sleep({procs.scaled(600):.0f})"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -82,7 +84,7 @@ def test_two_trainings_in_one_workdir_the_second_exits_1_and_changes_nothing(tmp
         before = snapshot(workdir)
         second = _main(["--config", "configs/demo.py", "--workdir", str(workdir),
                         "--config.stage=finetune"])
-        _, err = second.communicate(timeout=120)
+        _, err = procs.communicate(second, 120)
     finally:
         holder.kill()
         holder.wait()

@@ -95,7 +95,8 @@ def read_manifest(folder: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path!r} is missing: {folder!r} is not a complete cache (an interrupted build, or "
-            "one by an older livt-jax); rebuild it with python -m livt_jax.tools.cache")
+            "one by an older livt-jax); rebuild it with `livt-cache --source ... --split NAME=WHAT "
+            f"--out {folder}` (livt-cache --help)")
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -107,15 +108,37 @@ def read_manifest(folder: str) -> dict:
     return manifest
 
 
+def build_command(manifest: dict, folder: str) -> str:
+    """The `livt-cache` command line that builds ``folder`` again with the manifest's settings
+    (DIR stands for the data root, which the manifest does not keep)."""
+    build = manifest.get("build", {})
+    source = str(build.get("source", "..."))
+    words = ["livt-cache", "--source", source,
+             *(["--name", build["name"]] if build.get("name") else []),
+             *([] if source == "tfds" else ["--data-dir", "DIR"]),
+             *(f"--split {split}" for split in build.get("splits", manifest["splits"])),
+             "--resize-shorter", str(build.get("resize_shorter", 256)),
+             *(["--in-chans", str(build["in_chans"])] if build.get("in_chans", 3) != 3 else []),
+             "--out", folder]
+    return "`" + " ".join(words) + "`"
+
+
+def require_split(manifest: dict, folder: str, split: str) -> None:
+    """Raises FileNotFoundError naming the cache's splits when ``split`` is not one of them."""
+    if split not in manifest["splits"]:
+        raise FileNotFoundError(
+            f"cache {folder!r} has no split {split!r}; it holds {sorted(manifest['splits'])} "
+            "(set data.train_split / data.eval_split to those names, or build the split: "
+            f"`livt-cache ... --split {split}=WHAT --out {folder}`)")
+
+
 def check_split(manifest: dict, folder: str, split: str, labels: np.ndarray,
                 image_shape: tuple[int, ...]) -> None:
     """Raises ValueError naming the split and file when its arrays differ from the manifest.
 
     ``image_shape``: shape of the images array (N, R, R, C).
     """
-    if split not in manifest["splits"]:
-        raise FileNotFoundError(f"cache {folder!r} has no split {split!r}; it holds "
-                                f"{sorted(manifest['splits'])}")
+    require_split(manifest, folder, split)
     entry = manifest["splits"][split]
     problems = []
     if len(labels) != entry["count"]:

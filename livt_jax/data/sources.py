@@ -358,10 +358,12 @@ class CacheSource(LabelledSource):
                 "bucket with gcsfuse, and point data.data_dir there")
         self.cache_dir, self.split = cache_dir, split
         manifest = cache_manifest.read_manifest(cache_dir)
+        cache_manifest.require_split(manifest, cache_dir, split)
         self._images_path, labels_path = cache_files(cache_dir, split)
         for path in (self._images_path, labels_path):
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"cache file {path!r} is missing (build it with livt_jax.tools.cache)")
+                raise FileNotFoundError(f"cache file {path!r} is missing: rebuild the cache with "
+                                        f"{cache_manifest.build_command(manifest, cache_dir)}")
         self.class_names = list(manifest["class_names"])
         self._images = None
         labels = _load_npy(labels_path)

@@ -129,11 +129,9 @@ def plot_convergence(records: dict, path: str) -> None:
         mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
         ax.plot(epochs, mean, marker="o", label=study.ARM_LABELS[arm])
         ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
-    ax.set(xlabel="BFT epoch", ylabel="validation top-1 (%)",
-           title=f"CIFAR-10-LT IR 100: validation top-1 per epoch ({len(runs)} seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    report.save_plot(fig, path)
+    report.line_plot_axes(ax, "BFT epoch", "validation top-1 (%)",
+                          f"CIFAR-10-LT IR 100: validation top-1 per epoch ({len(runs)} seeds)")
+    report.save_plot(fig, path, dpi=120)
 
 
 def wall_time(results: str, records: dict) -> dict[str, float]:

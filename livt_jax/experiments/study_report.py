@@ -212,11 +212,7 @@ def plot_curves(results: Mapping[str, Any], path: str, title: str) -> None:
         label = LOSS_LABELS[arm.loss] + (" (scratch)" if arm.init == "scratch" else "")
         ax.plot(agg["curve"]["epoch"], agg["curve"]["top1"],
                 ls="--" if arm.init == "scratch" else "-", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (%), mean over seeds")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    report.line_plot_axes(ax, "epoch", "test top-1 (%), mean over seeds", title)
     report.save_plot(fig, path, dpi=90)
 
 

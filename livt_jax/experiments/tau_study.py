@@ -285,11 +285,7 @@ def plot_validation(result: Mapping[str, Any], path: str, title: str) -> None:
         stats = [sweep[f"{t:g}"]["val"]["top1"] for t in taus]
         ax.errorbar(taus, [s["mean"] for s in stats], yerr=[s["std"] for s in stats],
                     fmt=style, ms=4, capsize=3, label=label)
-    ax.set_xlabel("τ")
-    ax.set_ylabel("validation top-1 (%), classes 1-9")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    report.line_plot_axes(ax, "τ", "validation top-1 (%), classes 1-9", title)
     report.save_plot(fig, path, dpi=90)
 
 

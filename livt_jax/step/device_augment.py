@@ -4,7 +4,7 @@ Opt-in with ``config.data.device_augment = True``: the train loader then yields
 ``{'image': uint8 (b, H, W, C), 'label'}`` read from a fixed-size source (a
 cache built with ``--resize-shorter R``, i.e. R x R centre crops), and the
 train step calls ``device_train_transform`` on the device. A GPU host then
-only has to read bytes; see ANCHORS.md (a host cannot decode and augment
+only has to read bytes; see docs/PERFORMANCE.md (a host cannot decode and augment
 3,000+ img/s on its CPUs).
 
 What runs here, per image, all jittable with static shapes, vectorised over

@@ -12,7 +12,7 @@ and peak device memory. With `--compare_torch` the timm/PyTorch reference
 step (eager, bf16 autocast, AdamW) is timed in the same run.
 
 Defaults: ViT-B/16 BFT and MAE-B MGP at 224 px, global batch 256, bf16
-compute (the anchors in docs/PERFORMANCE.md). With `--config.data.device_augment=True`
+compute (the reference figures in docs/PERFORMANCE.md). With `--config.data.device_augment=True`
 the step takes uint8 images (side S/0.875) and runs the stage's whole train
 augmentation on the device (BFT: crop, flip, RandAugment, erasing), as training
 from a cache does. A benchmark, not a test.
