@@ -95,7 +95,7 @@ def time_device_transform(config, source, batch_size: int, steps: int,
     ``batch_size`` images of ``source`` (one size), ``steps`` calls after a compiling one."""
     import jax  # pylint: disable=import-outside-toplevel
 
-    from livt_jax.data import device_augment  # pylint: disable=import-outside-toplevel
+    from livt_jax.step import device_augment  # pylint: disable=import-outside-toplevel
 
     images = jax.numpy.asarray(np.stack([source[i]["image"] for i in range(batch_size)]))
     transform = jax.jit(lambda rng, x: device_augment.device_train_transform(rng, x, config.data, config.aug))
