@@ -26,6 +26,7 @@ setup(
         "tensorflow-datasets>=4.9.7",  # 4.9.6: tfds.testing needs an undeclared importlib_resources
         "array-record>=0.5",  # tfds.data_source reads ArrayRecord files with it (tfds needs 0.5)
         "numpy>=2.0",  # 1.26: no numpy._core, which the demo data's pickles name
+        "scipy>=1.12",  # t intervals of the study reports (jax requires scipy anyway)
         "absl-py>=1.0",
         "pillow>=9.5",
         "matplotlib>=3.8.4",  # 3.8.3 requires numpy<2; 3.7 fails to import with numpy 2

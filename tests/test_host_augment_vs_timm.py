@@ -93,7 +93,7 @@ def host_outputs(name: str, interpolation: str) -> np.ndarray:
 def _jitted_apply_op():
     import jax  # pylint: disable=import-outside-toplevel
 
-    from livt_jax.data import device_randaugment  # pylint: disable=import-outside-toplevel
+    from livt_jax.step import device_randaugment  # pylint: disable=import-outside-toplevel
 
     return jax.jit(device_randaugment.apply_op, static_argnames="interpolation")
 
@@ -101,7 +101,7 @@ def _jitted_apply_op():
 def device_outputs(name: str, interpolation: str) -> np.ndarray:
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-    from livt_jax.data import device_randaugment  # pylint: disable=import-outside-toplevel
+    from livt_jax.step import device_randaugment  # pylint: disable=import-outside-toplevel
 
     op = jnp.full(len(LEVELS), device_randaugment.OP_NAMES.index(name), jnp.int32)
     out = _jitted_apply_op()(jnp.asarray(images_224(), jnp.float32), op, jnp.asarray(LEVELS, jnp.float32),

@@ -455,12 +455,12 @@ def old_python3(bin_dir: Path) -> None:
 
 
 def source_copy(tmp_path: Path) -> Path:
-    """What `setup` unpacks on a worker: setup.py, README.md, livt_jax/, launch/."""
+    """What `setup` unpacks on a worker: setup.py, README.md, livt_jax/, configs/, launch/."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for name in ("livt_jax", "launch"):
+    for name in ("livt_jax", "configs", "launch"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     return src
 
