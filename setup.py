@@ -42,6 +42,8 @@ setup(
             "livt-convert = livt_jax.tools.convert:main",
             "livt-benchmark = livt_jax.tools.benchmark:run",
             "livt-cache = livt_jax.tools.cache:main",
+            "livt-predict = livt_jax.predict:main",
+            "livt-adjust = livt_jax.adjust:main",
         ],
     },
     extras_require={

@@ -29,6 +29,7 @@ from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
 from livt_jax import paths
 
+CHECKPOINTS_DIR = "checkpoints"  # a stage's checkpoint steps: WORKDIR[/STAGE]/checkpoints
 BEST_METRIC = "top1"
 EXPORT_KEY = "params"  # an export is the orbax tree {EXPORT_KEY: params}
 

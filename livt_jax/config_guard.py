@@ -2,16 +2,18 @@
 
 At the start of every run `check_and_record(config, workdir)` compares the
 resolved config with `WORKDIR/config.json` (if a previous run wrote one and got
-as far as writing anything else: a run refused before it started leaves
-nothing to resume) and then writes the current one there (process 0). Only the
-stage sections this run executes are compared (`stage=finetune` ignores
-`pretrain.*`). A resume whose config differs
-in a key that changes what is being trained (model shape, dataset, split,
-imbalance, batch, epochs, loss, τ, seed, augmentation, optimizer, ...) is
-refused with a `ConfigChangeError` naming every such key with its old and new
-value, unless `--config.allow_config_change=True`. Keys in `HARMLESS` (logging,
-evaluation batch, checkpoint cadence, data workers and location, the device
-layout) may change freely: resuming on another topology is supported.
+as far as its first checkpoint, in any stage folder: a run that failed before
+that leaves nothing to resume, and a corrected rerun may start afresh there)
+and then writes the current one there (process 0). Only the sections the run
+reads are compared (`stage=finetune` ignores `pretrain.*`, see
+`config_lib.STAGES`). A resume whose config differs in a key that changes what
+is being trained (model shape, dataset, split, imbalance, batch, epochs, loss,
+τ, seed, augmentation, optimizer, ...) is refused with a `ConfigChangeError`
+naming every such key with its old and new value, unless
+`--config.allow_config_change=True`. Keys declared `may_change` in
+`config_lib.SCHEMA` (logging, evaluation batch, checkpoint cadence, data
+workers and location, the device layout) may change freely: resuming on
+another topology is supported.
 
 Keys present on one side only are not compared: they come from a code version
 that added or removed an option, not from the user.
@@ -27,69 +29,48 @@ import jax
 import ml_collections
 from absl import logging
 
-from livt_jax import paths, workdir_lock
+from livt_jax import checkpoint, config_checks, config_lib, paths
 
 CONFIG_FILE = "config.json"
-# The stage sections each `config.stage` trains or reads.
-STAGE_SECTIONS = {"pretrain": ("pretrain",), "finetune": ("finetune",), "eval": ("finetune",),
-                  "livt": ("pretrain", "finetune")}
-
-# Dotted keys (a section name covers all its keys) that may differ on resume.
-HARMLESS = (
-    "allow_config_change", "log_every_steps", "stop_after_steps", "num_vis_images",
-    "checkpoint", "eval.batch_size", "eval.params_from", "finetune.eval_every_epochs",
-    "data.worker_count", "data.data_dir",  # the same data, read by other workers / elsewhere
-    "multihost", "distributed", "mesh",  # the topology
-    "model.attention", "model.pad_tokens_to",  # kernels computing the same function
-    "profile",  # a profiler window
-)
 
 
-class ConfigChangeError(ValueError):
-    """A resume's config changes keys that change the run's meaning."""
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}, with values as JSON stores them (tuples as lists)."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
+class ConfigChangeError(config_checks.ConfigError):
+    """A resume's config changes keys that change the run's meaning (a usage error: exit 2)."""
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(json.dumps(config.to_dict(), default=str))
 
 
-def is_harmless(key: str) -> bool:
-    return any(key == h or key.startswith(h + ".") for h in HARMLESS)
+def may_change(key: str) -> bool:
+    """Whether a resume may change `key` (a key the schema does not declare may not)."""
+    return key in config_lib.KEYS and config_lib.KEYS[key].may_change
 
 
 def meaningful_changes(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
     """`(key, old value, new value)` for every compared key that differs, sorted by key.
-    Sections of stages that `new`'s stage does not run are not compared."""
-    skipped = {"pretrain", "finetune"} - set(STAGE_SECTIONS.get(new.get("stage"), ()))
-    old, new = flatten(old), flatten(new)
+    Sections that `new`'s stage does not read are not compared."""
+    read = config_lib.sections_read(new["stage"])
+    old, new = config_lib.flatten(old), config_lib.flatten(new)
     return [(key, old[key], new[key]) for key in sorted(old.keys() & new.keys())
-            if old[key] != new[key] and not is_harmless(key)
-            and key.partition(".")[0] not in skipped]
+            if old[key] != new[key] and not may_change(key) and key.partition(".")[0] in read]
 
 
-def _has_started(workdir: str) -> bool:
-    """Whether a run in `workdir` got past its start (wrote more than its config and lock)."""
-    ours = {CONFIG_FILE, CONFIG_FILE + ".tmp", workdir_lock.LOCK_FILE}
-    return paths.is_dir(workdir) and any(n not in ours for n in paths.listdir(workdir))
+def has_checkpoint(workdir: str) -> bool:
+    """Whether a run in `workdir` saved a checkpoint (a finished step folder; orbax
+    names unfinished ones `<step>.orbax-checkpoint-tmp-...`) in any stage folder."""
+    for folder in [workdir] + [paths.join(workdir, s) for s in config_lib.TRAIN_STAGES]:
+        checkpoints = paths.join(folder, checkpoint.CHECKPOINTS_DIR)
+        if paths.is_dir(checkpoints) and any(n.isdigit() for n in paths.listdir(checkpoints)):
+            return True
+    return False
 
 
 def check_and_record(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Refuses a meaning-changing resume (see the module docstring), then records `config`."""
     path = paths.join(workdir, CONFIG_FILE)
     current = _as_json(config)
-    if paths.exists(path) and _has_started(workdir):
+    if paths.exists(path) and has_checkpoint(workdir):
         recorded = json.loads(paths.read_text(path, "the config the workdir was started with"))
         changes = meaningful_changes(recorded, current)
         listed = "\n".join(f"  {key}: {old!r} -> {new!r}" for key, old, new in changes)

@@ -1,97 +1,297 @@
-"""The default LiVT config (the LiVT release's logged ViT-B/16 runs) that dataset configs edit.
+"""Every config key, declared once: its default, its rule, and whether it may change on resume.
 
-Every key a run can read exists here, so a dataset config only changes values
-and `ml_collections` rejects a misspelt override (`--config.finetune.blr=...`)
-with an error naming it. Model sizes of 0 mean "take them from `variant`".
+`SCHEMA` below is the only place a key is written down. `base_config()` turns it
+into the `ml_collections.ConfigDict` that dataset configs edit (so a misspelt
+override, `--config.finetune.blr=...`, is an error naming it);
+`config_checks.validate` checks each value against its key's rule before anything
+runs; `config_guard` lets a resumed run change only the keys marked
+`may_change`; `STAGES` says which sections each `config.stage` reads. Adding a
+key is one line in its section. Model sizes of 0 mean "take them from `variant`".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import importlib.util
 import os
+import re
+import sys
+from typing import Any, NamedTuple, Optional, Union
 
 import ml_collections
 from absl import flags
 from ml_collections.config_flags import config_flags  # the parser behind --config
 
 
-def _optim(**overrides) -> ml_collections.ConfigDict:
-    optim = dict(blr=1e-3, min_lr=1e-6, warmup_epochs=5.0, weight_decay=0.05, b1=0.9,
-                 b2=0.999, layer_decay=0.75, clip_grad_norm=0.0)
-    optim.update(overrides)
-    return ml_collections.ConfigDict(optim)
+# ----------------------------------------------------------------------------- rules
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """The value is one of `values`, or a name in `names_in` ('module.NAME' under
+    livt_jax: a tuple or dict owned by the code that uses the value)."""
+    values: tuple = ()
+    names_in: str = ""
+
+    def allowed(self) -> tuple:
+        if not self.names_in:
+            return self.values
+        module, _, name = self.names_in.rpartition(".")
+        return self.values + tuple(getattr(importlib.import_module(f"livt_jax.{module}"), name))
+
+    def problem(self, key: str, value: Any) -> Optional[str]:
+        allowed = self.allowed()
+        return None if value in allowed else f"{key}={value!r}; expected one of {allowed}"
 
 
-def _aug(**overrides) -> ml_collections.ConfigDict:
-    # interpolation: of RandAugment's geometric ops, 'bicubic' (the release's timm transform)
-    # or 'bilinear'.
-    aug = dict(kind="bft", scale_min=0.08, hflip=True, randaug_num_ops=2, randaug_magnitude=9,
-               randaug_magnitude_std=0.5, interpolation="bicubic", random_erasing_prob=0.25,
-               eval_crop_pct=0.875)
-    aug.update(overrides)
-    return ml_collections.ConfigDict(aug)
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """The value lies in an interval written as in mathematics: '(0, 1]', '[0, inf)'."""
+    text: str
+    hint: str = ""  # why, appended to the message
+
+    def problem(self, key: str, value: Any) -> Optional[str]:
+        low_mark, low, high, high_mark = re.fullmatch(
+            r"([\[(])(\S+), (\S+)([\])])", self.text).groups()
+        low, high = float(low), float(high)
+        inside = ((value > low or (low_mark == "[" and value == low))
+                  and (value < high or (high_mark == "]" and value == high)))
+        if inside:
+            return None
+        if high == float("inf"):
+            bound = f"{'>=' if low_mark == '[' else '>'} {low:g}"
+        else:
+            bound = f"in {self.text}"
+        return f"{key}={value} must be {bound}" + (f" ({self.hint})" if self.hint else "")
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """ViT-B/16 LiVT at 224 px with the release's logged hyper-parameters."""
-    c = ml_collections.ConfigDict()
-    c.stage = "livt"  # pretrain | finetune | eval | livt (= pretrain, then finetune)
-    c.seed = 0
-    c.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM, several hosts)
+Rule = Union[OneOf, Interval]
+
+
+def one_of(*values, names_in: str = "") -> OneOf:
+    return OneOf(tuple(values), names_in)
+
+
+def at_least(low: float, hint: str = "") -> Interval:
+    return Interval(f"[{low:g}, inf)", hint)
+
+
+def above(low: float, hint: str = "") -> Interval:
+    return Interval(f"({low:g}, inf)", hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One config key. `rule`: what its value must satisfy (None: any value of its type).
+    `may_change`: a resumed run may give it another value (it does not change what is
+    trained: logging, checkpoint cadence, data location, device layout, kernels)."""
+    default: Any
+    rule: Optional[Rule] = None
+    may_change: bool = False
+
+
+FREE = dict(may_change=True)  # shorthand for keys a resume may change
+
+
+# ----------------------------------------------------------------------------- the schema
+
+def _with_defaults(keys: dict[str, Key], defaults: dict[str, Any]) -> dict[str, Key]:
+    """`keys` with the defaults of those named in `defaults` replaced."""
+    unknown = set(defaults) - set(keys)
+    assert not unknown, f"no such keys: {unknown}"
+    return {name: dataclasses.replace(k, default=defaults[name]) if name in defaults else k
+            for name, k in keys.items()}
+
+
+def _optim(**defaults) -> dict[str, Key]:
+    """A stage's AdamW with warm-up + cosine and layer-wise lr decay (BFT's defaults)."""
+    return _with_defaults(dict(
+        blr=Key(1e-3, above(0)),  # lr = blr × global batch / 256
+        min_lr=Key(1e-6, at_least(0)),
+        warmup_epochs=Key(5.0, at_least(0)),
+        weight_decay=Key(0.05, at_least(0)),
+        b1=Key(0.9, Interval("[0, 1)")),
+        b2=Key(0.999, Interval("[0, 1)")),
+        layer_decay=Key(0.75, Interval("(0, 1]", "1 = no decay; 0 gives every block lr 0")),
+        clip_grad_norm=Key(0.0, at_least(0)),  # 0 = off
+    ), defaults)
+
+
+def _aug(**defaults) -> dict[str, Key]:
+    """A stage's input augmentation (BFT's defaults); see `data/pipeline.py`."""
+    return _with_defaults(dict(
+        kind=Key("bft", one_of(names_in="data.augment.AUG_KINDS")),
+        scale_min=Key(0.08, Interval("(0, 1]")),  # RandomResizedCrop scale (scale_min, 1)
+        hflip=Key(True),
+        randaug_num_ops=Key(2, at_least(0)),
+        randaug_magnitude=Key(9, at_least(0)),
+        randaug_magnitude_std=Key(0.5, at_least(0)),
+        # of RandAugment's geometric ops: 'bicubic' (the release's timm transform) or 'bilinear'
+        interpolation=Key("bicubic", one_of(names_in="data.randaugment.INTERPOLATIONS")),
+        random_erasing_prob=Key(0.25, Interval("[0, 1]")),
+        eval_crop_pct=Key(0.875, Interval("(0, 1]")),  # eval: resize to S / pct, crop S
+    ), defaults)
+
+
+def _stage(epochs: float, batch_size: int, **keys) -> dict[str, Key]:
+    """A training stage's section: the keys both stages have, then the stage's own."""
+    return dict(
+        epochs=Key(epochs, above(0)),
+        batch_size=Key(batch_size, above(0)),  # global, over all devices
+        grad_accum_steps=Key(1, at_least(1)),
+        image_size=Key(0, at_least(0)),  # 0 = data.image_size
+        sampler=Key("instance", one_of(names_in="data.samplers.SAMPLERS")),
+        **keys)
+
+
+SCHEMA = dict(
+    stage=Key("livt", one_of("pretrain", "finetune", "eval", "livt")),  # livt = MGP then BFT
+    seed=Key(0),
+    allow_config_change=Key(False, **FREE),  # resume although may_change=False keys differ
+    log_every_steps=Key(50, above(0), **FREE),
+    stop_after_steps=Key(0, at_least(0), **FREE),  # > 0: checkpoint and stop there
+    multihost=Key(False, **FREE),  # call jax.distributed.initialize() (pods, SLURM)
     # Left empty, jax detects the cluster (TPU pod, SLURM); set all three elsewhere.
-    c.distributed = ml_collections.ConfigDict(dict(
-        coordinator_address="", num_processes=0, process_id=-1, initialization_timeout=300))
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-
-    c.model = ml_collections.ConfigDict(dict(
-        variant="B", embed_dim=0, depth=0, num_heads=0, patch_size=0, mlp_ratio=4.0,
-        global_pool="avg", attention="xla", pad_tokens_to=0, dtype="float32",
-        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
-        mask_ratio=0.75, norm_pix_loss=True))
-
-    c.data = ml_collections.ConfigDict(dict(
-        source="split_list", name="", data_dir="", train_split="", eval_split="",
+    distributed=dict(
+        coordinator_address=Key("", **FREE),
+        num_processes=Key(0, at_least(0), **FREE),
+        process_id=Key(-1, at_least(-1), **FREE),
+        initialization_timeout=Key(300, above(0), **FREE)),  # seconds
+    mesh=dict(  # devices = data × fsdp; -1 takes the rest
+        data=Key(-1, **FREE),
+        fsdp=Key(1, **FREE)),
+    model=dict(
+        variant=Key("B", one_of("", names_in="models.vit.VARIANTS")),  # '' = sizes below
+        embed_dim=Key(0, at_least(0)),
+        depth=Key(0, at_least(0)),
+        num_heads=Key(0, at_least(0)),
+        patch_size=Key(0, at_least(0)),
+        mlp_ratio=Key(4.0, above(0)),
+        global_pool=Key("avg", one_of(names_in="models.vit.GLOBAL_POOLS")),
+        attention=Key("xla", one_of(names_in="models.vit.ATTENTION_IMPLEMENTATIONS"), **FREE),
+        pad_tokens_to=Key(0, at_least(0), **FREE),  # pad the sequence for fast kernels
+        dtype=Key("float32", one_of(names_in="models.factory.COMPUTE_DTYPES")),
+        decoder_embed_dim=Key(512, above(0)),
+        decoder_depth=Key(8, above(0)),
+        decoder_num_heads=Key(16, above(0)),
+        mask_ratio=Key(0.75, Interval("[0, 1)")),
+        norm_pix_loss=Key(True)),
+    data=dict(
+        source=Key("split_list", one_of(names_in="data.pipeline.SOURCES")),
+        name=Key(""),  # tfds dataset or cache name
+        data_dir=Key("", **FREE),  # the same data, elsewhere
+        train_split=Key(""),
+        eval_split=Key(""),  # the test split
         # Validation, for every choice (best epoch, lr, tau): a split (tfds 'validation',
         # a split list, a folder), or val_per_class images per class held out of the
         # training pool (pipeline.heldout_validation); both empty = no validation.
-        val_split="", val_per_class=0,
-        imbalance_ratio=1.0, imbalance_type="exp", lt_seed=0, image_size=224, in_chans=3,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-        worker_count=0,  # > 0: grain worker processes decode and augment
-        # True: the train augmentation (BFT's RandAugment and erasing included) runs in the
-        # jitted step on uint8 batches of one size (a cache); for hosts with few CPU cores
-        # per accelerator. See docs/PERFORMANCE.md for what it costs.
-        device_augment=False,
-        num_classes=0,  # split lists: 0 = largest label + 1; > 0 = labels must lie below it
-        bad_images="stop"))  # an undecodable image file: 'stop' the run or 'skip' it (logged)
-
+        val_split=Key(""),
+        val_per_class=Key(0, at_least(0)),
+        imbalance_ratio=Key(1.0, at_least(1)),  # 1 = keep every image
+        imbalance_type=Key("exp", one_of(names_in="data.long_tail.PROFILES")),
+        lt_seed=Key(0),
+        image_size=Key(224, above(0)),
+        in_chans=Key(3, one_of(1, 3)),
+        mean=Key((0.485, 0.456, 0.406)),  # one per channel, [0, 1] units
+        std=Key((0.229, 0.224, 0.225)),
+        worker_count=Key(0, at_least(0), **FREE),  # > 0: grain worker processes
+        # True: the train augmentation runs in the jitted step on uint8 batches of one
+        # size (a cache); for hosts with few CPU cores per accelerator (docs/PERFORMANCE.md).
+        device_augment=Key(False),
+        num_classes=Key(0, at_least(0)),  # split lists: 0 = largest label + 1
+        bad_images=Key("stop", one_of("stop", "skip"))),  # an undecodable image file
     # MGP: MAE pretraining on the long-tailed training set.
-    c.pretrain = ml_collections.ConfigDict(dict(
-        epochs=800.0, batch_size=4096, grad_accum_steps=1, image_size=0,  # 0 = data.image_size
-        sampler="instance",  # per stage: instance | class_balanced | sqrt | progressive
+    pretrain=_stage(
+        epochs=800.0, batch_size=4096,
         optim=_optim(blr=1.5e-4, min_lr=0.0, warmup_epochs=40.0, b2=0.95, layer_decay=1.0),
-        aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0)))
-
+        aug=_aug(kind="mgp", scale_min=0.2, random_erasing_prob=0.0),
+        num_vis_images=Key(8, at_least(0), **FREE)),  # images in reconstructions.png
     # BFT: balanced fine-tuning with Bal-BCE from the MGP encoder.
-    c.finetune = ml_collections.ConfigDict(dict(
-        epochs=100.0, batch_size=2048, grad_accum_steps=1, image_size=0, sampler="instance",
-        init_from="",  # params export of an MGP run ('' = from scratch, or the livt hand-over)
-        init_kind="mae",  # what init_from holds: 'mae' (MGP) or 'vit' (a classifier)
-        drop_path=0.1, loss="bal_bce", tau=1.0, label_smoothing=0.1,
-        mixup=ml_collections.ConfigDict(dict(mixup_alpha=0.8, cutmix_alpha=1.0,
-                                             switch_prob=0.5, prob=1.0)),
-        optim=_optim(), aug=_aug(), eval_every_epochs=1.0))
+    finetune=_stage(
+        epochs=100.0, batch_size=2048,
+        init_from=Key(""),  # params export ('' = from scratch, or livt's hand-over)
+        init_kind=Key("mae", one_of("mae", "vit")),  # what init_from holds
+        drop_path=Key(0.1, Interval("[0, 1)")),
+        loss=Key("bal_bce", one_of(names_in="losses.LOSS_NAMES")),
+        tau=Key(1.0, at_least(0, "a negative tau reverses the Bal-BCE margins")),
+        label_smoothing=Key(0.1, Interval("[0, 1)")),
+        mixup=dict(
+            mixup_alpha=Key(0.8, at_least(0)),  # 0 = off
+            cutmix_alpha=Key(1.0, at_least(0)),  # 0 = off
+            switch_prob=Key(0.5, Interval("[0, 1]")),
+            prob=Key(1.0, Interval("[0, 1]"))),
+        optim=_optim(),
+        aug=_aug(),
+        eval_every_epochs=Key(1.0, above(0), **FREE)),
+    eval=dict(
+        batch_size=Key(1024, above(0), **FREE),
+        params_from=Key("", **FREE),  # stage=eval: the params export to score
+        # With a validation split, BFT reads the test split once at the end, for the final
+        # and the best-on-validation params; False for tuning runs (never read test).
+        test_at_end=Key(True, **FREE),
+        # the eval stage also writes WORKDIR/eval_logits.npz (per-image logits, labels,
+        # training counts) for `livt-adjust`
+        save_logits=Key(False, **FREE)),
+    checkpoint=dict(
+        save_every_steps=Key(1000, above(0), **FREE),
+        keep=Key(2, above(0), **FREE),
+        async_save=Key(True, **FREE)),
+    # jax.profiler trace of num_steps train steps from start_step (0 = off); profiling.py.
+    profile=dict(
+        start_step=Key(10, at_least(0), **FREE),
+        num_steps=Key(0, at_least(0), **FREE)),
+)
 
-    # test_at_end: with a validation split, BFT reads the test split once at the end, for
-    # the final and the best-on-validation params; False for tuning runs (never read test).
-    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, params_from="", test_at_end=True))
-    c.checkpoint = ml_collections.ConfigDict(dict(save_every_steps=1000, keep=2, async_save=True))
-    c.log_every_steps = 50
-    c.stop_after_steps = 0  # > 0: checkpoint and stop after this step (time-sliced jobs)
-    c.allow_config_change = False  # resume although meaning-changing keys differ (config_guard)
-    c.num_vis_images = 8  # MGP reconstruction grid
-    # jax.profiler trace of num_steps train steps from start_step (0 = off); livt_jax/profiling.py.
-    c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))
-    return c
+
+class StagePlan(NamedTuple):
+    trains: tuple[str, ...]  # the training stages it runs, in order
+    reads: tuple[str, ...]  # the stage sections it reads (all the others are read by all)
+
+
+STAGE_SECTIONS = ("pretrain", "finetune", "eval")
+TRAIN_STAGES = ("pretrain", "finetune")
+STAGES = {  # config.stage -> its plan
+    "pretrain": StagePlan(trains=("pretrain",), reads=("pretrain",)),
+    "finetune": StagePlan(trains=("finetune",), reads=("finetune", "eval")),
+    "eval": StagePlan(trains=(), reads=("finetune", "eval")),  # BFT's image size and crop
+    "livt": StagePlan(trains=("pretrain", "finetune"), reads=("pretrain", "finetune", "eval")),
+}
+
+
+def sections_read(stage: str) -> set[str]:
+    """The top-level sections a run of `config.stage = stage` reads."""
+    return {name for name in SCHEMA if name not in STAGE_SECTIONS} | set(STAGES[stage].reads)
+
+
+def flatten(tree, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1} for a dict or a ConfigDict (leaves as they are)."""
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+KEYS: dict[str, Key] = flatten(SCHEMA)  # 'finetune.optim.blr' -> Key(...)
+
+
+def _defaults(section: dict) -> dict:
+    return {name: _defaults(v) if isinstance(v, dict) else v.default
+            for name, v in section.items()}
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key at its default: ViT-B/16 LiVT at 224 px with the hyper-parameters of the
+    LiVT release's logged runs."""
+    return ml_collections.ConfigDict(_defaults(SCHEMA))
+
+
+# ----------------------------------------------------------------------------- config files
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be loaded; the message is one line."""
 
 
 def config_dir() -> str:
@@ -118,33 +318,82 @@ def resolve_config_spec(spec: str) -> str:
     return spec
 
 
-class _ConfigSpecParser(config_flags.ConfigFileFlagParser):
-    """`config_flags`' file parser that also takes shipped config names."""
+def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
+    """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` -> the file's `get_config(ARG)`
+    (locked: a new key is an error). Raises ConfigFileError naming the file and what
+    is wrong with it, in one line."""
+    path, has_arg, arg = resolve_config_spec(spec).partition(":")
+    if not os.path.isfile(path):
+        where = "" if os.path.isabs(path) else f" in the working directory {os.getcwd()}"
+        raise ConfigFileError(f"config file {path!r} not found{where}; expected a file or a "
+                              f"shipped config: {', '.join(shipped_configs())}")
+    module_spec = importlib.util.spec_from_file_location("livt_config_file", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # as an import does (dataclasses look their module up)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigFileError(f"config file {path!r} line {e.lineno}: {e.msg}") from e
+    except Exception as e:  # pylint: disable=broad-except
+        raise ConfigFileError(f"config file {path!r} failed to run: {_error_line(e)}") from e
+    namespace = vars(module)
+    if not callable(namespace.get("get_config")):
+        raise ConfigFileError(f"config file {path!r} has no get_config() function")
+    call = f"get_config({arg!r})" if has_arg else "get_config()"
+    try:
+        config = namespace["get_config"](*([arg] if has_arg else []))
+    except Exception as e:  # pylint: disable=broad-except
+        raise ConfigFileError(f"config file {path!r}: {call} failed: {_error_line(e)}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigFileError(f"config file {path!r}: {call} returned {type(config).__name__}, "
+                              "expected an ml_collections.ConfigDict")
+    if lock:
+        config.lock()
+    return config
 
-    def parse(self, path):
-        return super().parse(resolve_config_spec(path))
+
+def _error_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class _FileParser(config_flags.ConfigFileFlagParser):
+    """The `--config` flag's parser: `load_config_file`, with its one-line errors."""
+
+    def parse(self, path):  # pylint: disable=arguments-renamed
+        return load_config_file(path, lock=self._lock_config)
 
 
 def define_config_flag(default: str | None, help_string: str) -> flags.FlagHolder:
     """The absl `--config NAME|PATH[:ARG]` flag (with `--config.KEY=VALUE` overrides),
-    loaded and locked as `load_config_file` does."""
+    loaded and locked by `load_config_file`. A config that cannot be loaded is a
+    `flags.IllegalFlagValueError` caused by the `ConfigFileError` (`config_file_error`)."""
     holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
-    flags.FLAGS[holder.name].parser = _ConfigSpecParser(holder.name, lock_config=True)
+    flags.FLAGS[holder.name].parser = _FileParser(holder.name, lock_config=True)
     if default is not None:
         flags.FLAGS.set_default(holder.name, default)
     return holder
 
 
-def load_config_file(spec: str, lock: bool = True) -> ml_collections.ConfigDict:
-    """`NAME[:ARG]` (a shipped config) or `PATH[:ARG]` -> the file's `get_config(ARG)`,
-    loaded (and locked) by the parser `--config` uses, for entry points without absl flags."""
-    resolved = resolve_config_spec(spec)
-    path = resolved.split(":", 1)[0]
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} not found (from {spec!r}); expected a "
-                                f"file or a shipped config: {', '.join(shipped_configs())}")
-    return _ConfigSpecParser("config", lock_config=lock).parse(resolved)
+def config_file_error(error: flags.Error) -> Optional[str]:
+    """The one-line message of a flag error caused by a config file, else None."""
+    cause = error.__context__
+    return str(cause) if isinstance(cause, ConfigFileError) else None
 
+
+def command_line_overrides() -> frozenset[str]:
+    """The dotted keys this process's `--config.KEY=VALUE` flags set (empty when no
+    absl `--config` flag was parsed, e.g. when called from Python)."""
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+        return frozenset()
+    try:
+        return frozenset(config_flags.get_override_values(flags.FLAGS["config"]))
+    except TypeError:  # a --config flag of another kind
+        return frozenset()
+
+
+# ----------------------------------------------------------------------------- stage views
 
 def stage_image_size(config: ml_collections.ConfigDict, stage: str) -> int:
     """The image side (pixels) `stage` trains at: its own `image_size`, else `data.image_size`."""

@@ -11,6 +11,7 @@ eval, the `eval` stage (`evaluate_export`) and the validation study use it.
 
 from __future__ import annotations
 
+import io
 from typing import Any, Iterator, Optional
 
 import jax
@@ -19,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from livt_jax import checkpoint, mesh as mesh_lib, paths, report
+from livt_jax import checkpoint, description, mesh as mesh_lib, paths, report
 from livt_jax.config_lib import stage_data_config, stage_image_size
 from livt_jax.data import pipeline
 from livt_jax.metrics import EvalAccumulator
@@ -36,6 +37,13 @@ def gather(x: jax.Array) -> np.ndarray:
 def scalar_metrics(result: dict) -> dict:
     """The scalar entries of a metrics dict (drops the per-class arrays)."""
     return {k: v for k, v in result.items() if np.ndim(v) == 0}
+
+
+def logits_fn(model, mesh: Mesh, params_shardings: Any):
+    """jitted `(params, images (B, S, S, C)) -> logits (B, C)`, the batch sharded over `mesh`."""
+    return jax.jit(lambda params, images: model.apply({"params": params}, images, train=False),
+                   in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=mesh_lib.batch_sharding(mesh))
 
 
 class Evaluator:
@@ -61,18 +69,16 @@ class Evaluator:
         self.loader = pipeline.make_eval_loader(
             data_cfg, source, batch_size=batch_size // jax.process_count(),
             shard_index=jax.process_index(), shard_count=jax.process_count())
-        self._logits = jax.jit(
-            lambda params, images: model.apply({"params": params}, images, train=False),
-            in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh)),
-            out_shardings=mesh_lib.batch_sharding(mesh))
+        self._logits = logits_fn(model, mesh, params_shardings)
 
     @classmethod
-    def for_config(cls, config: ml_collections.ConfigDict, mesh: Mesh, source=None
-                   ) -> "Evaluator":
+    def for_config(cls, config: ml_collections.ConfigDict, mesh: Mesh, source=None,
+                   splits: Optional[pipeline.Splits] = None) -> "Evaluator":
         """The BFT classifier of `config` scored on `source` (default: the eval split),
-        at the finetune stage's image size, with `config.eval.batch_size`."""
+        at the finetune stage's image size, with `config.eval.batch_size`. `splits`
+        are the config's data when already loaded."""
         data_cfg = stage_data_config(config, "finetune")
-        splits = pipeline.load_sources(data_cfg.data)
+        splits = splits or pipeline.load_sources(data_cfg.data)
         train_source, eval_source = splits.train, splits.test
         model = factory.build_vit(config, len(train_source.class_counts),
                                   stage_image_size(config, "finetune"), drop_path=0.0)
@@ -80,7 +86,12 @@ class Evaluator:
                    mesh, config.eval.batch_size)
 
     def load_export(self, path: str) -> Any:
-        """A params export (`checkpoint.save_params_export`) laid out for `run`."""
+        """A params export (`checkpoint.save_params_export`) laid out for `run`; one
+        whose description names another number of classes is refused in one line."""
+        found = description.read(path)
+        if found is not None:
+            description.check_num_classes(found, len(self.train_counts), path,
+                                          "the config's training data")
         return checkpoint.load_params_export(path, self.abstract_params)
 
     def predict(self, params) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -99,6 +110,16 @@ class Evaluator:
             accumulator.update(logits, labels, mask)
         return accumulator.result(self.train_counts)
 
+    def logits_and_labels(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """float32 logits (N, C) and int64 labels (N,) of every image of the source,
+        padding dropped (one process: in the source's order)."""
+        logits, labels = [], []
+        for batch_logits, batch_labels, mask in self.predict(params):
+            keep = np.asarray(mask).astype(bool)
+            logits.append(np.asarray(batch_logits, np.float32)[keep])
+            labels.append(np.asarray(batch_labels, np.int64)[keep])
+        return np.concatenate(logits), np.concatenate(labels)
+
     def write_outputs(self, workdir: str, name: str, result: dict) -> None:
         """`workdir/{name}_per_class.csv` and the accuracy-vs-count plot `.png`."""
         source = self.train_source
@@ -110,16 +131,66 @@ class Evaluator:
                                        f"per-class accuracy ({name})")
 
 
+def config_for_export(config: ml_collections.ConfigDict, export: str) -> ml_collections.ConfigDict:
+    """`config` with the model and eval transform of the export's description (a
+    classifier's), or unchanged for an export written without one."""
+    found = description.read(export)
+    if found is None:
+        return config
+    if found["kind"] != "vit":
+        raise ValueError(f"{export} holds an MGP (MAE) export; eval needs a classifier (ViT) "
+                         "export, e.g. WORKDIR/finetune/export")
+    return description.apply(config, found, description.EVAL_KEYS, stage="finetune",
+                             source=export)
+
+
+LOGITS_FILE, VAL_LOGITS_FILE = "eval_logits.npz", "eval_val_logits.npz"
+
+
+def save_logits(path: str, logits: np.ndarray, labels: np.ndarray, train_counts: np.ndarray,
+                config: ml_collections.ConfigDict) -> None:
+    """Writes `logits` float32 (N, C), `labels` int64 (N,), `train_class_counts` int64
+    (C,) and the loss / τ that trained the model as an .npz (local or gs://)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, logits=logits.astype(np.float32), labels=labels.astype(np.int64),
+             train_class_counts=np.asarray(train_counts, np.int64),
+             loss=np.str_(config.finetune.loss), tau=np.float64(config.finetune.tau))
+    paths.write_bytes(path, buffer.getvalue())
+
+
+def _score_and_save_logits(evaluator: Evaluator, params, path: str, config) -> dict:
+    """`evaluator.run(params)`, from logits also written to `path` (`save_logits`)."""
+    logits, labels = evaluator.logits_and_labels(params)
+    accumulator = EvalAccumulator(len(evaluator.train_counts))
+    accumulator.update(logits, labels)
+    if report.is_writer():
+        save_logits(path, logits, labels, evaluator.train_counts, config)
+    return accumulator.result(evaluator.train_counts)
+
+
 def evaluate_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The `eval` stage: scores `config.eval.params_from` (a ViT params export)."""
+    """The `eval` stage: scores `config.eval.params_from` (a ViT params export) on the
+    test split. With `eval.save_logits` it also writes the test split's logits to
+    `workdir/eval_logits.npz` and, when the data has a validation split, the
+    validation logits to `workdir/eval_val_logits.npz` (see `save_logits`)."""
     if not config.eval.params_from:
         raise ValueError("stage 'eval' needs --config.eval.params_from=PATH (a params export)")
     paths.makedirs(workdir)
+    config = config_for_export(config, config.eval.params_from)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    evaluator = Evaluator.for_config(config, mesh)
+    splits = pipeline.load_sources(stage_data_config(config, "finetune").data)
+    evaluator = Evaluator.for_config(config, mesh, splits=splits)
     if report.is_writer():
         print(f"eval: {mesh_lib.describe(mesh, config.eval.batch_size)}", flush=True)
-    result = evaluator.run(evaluator.load_export(config.eval.params_from))
+    params = evaluator.load_export(config.eval.params_from)
+    if not config.eval.save_logits:
+        result = evaluator.run(params)
+    else:
+        result = _score_and_save_logits(evaluator, params, paths.join(workdir, LOGITS_FILE),
+                                        config)
+        if splits.val is not None:
+            _score_and_save_logits(Evaluator.for_config(config, mesh, splits.val, splits),
+                                   params, paths.join(workdir, VAL_LOGITS_FILE), config)
     evaluator.write_outputs(workdir, "eval", result)
     writer = report.MetricWriter(workdir, "eval")
     writer.write(0, scalar_metrics(result))

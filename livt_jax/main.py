@@ -5,7 +5,8 @@
 A thin shell around `train.train_and_evaluate`; the config file is Python
 (`get_config(arg)`), locked, so a misspelt override is an error naming the key.
 Errors end the run with one line on stderr: exit status 2 for a usage error
-(a bad flag, an unknown key, a config value that cannot work), 1 for a failure
+(a bad flag, a config file that cannot be loaded, an unknown key, a config value
+that cannot work, a resume that would change what the workdir trains), 1 for a failure
 while running (data, checkpoints, a locked workdir). `--traceback` shows the
 full Python traceback instead. A run stopped by SIGTERM saves a checkpoint and
 exits with status 143 (`preemption.PREEMPTED_EXIT_CODE`); the same command
@@ -48,11 +49,10 @@ def initialize_distributed(distributed) -> None:
 
 def _unknown_override(argv: list[str]) -> str | None:
     """The first `--config.KEY=...` of `argv` whose KEY is no leaf of the config."""
-    known = set(config_checks.leaf_keys(config_lib.base_config()))
     for arg in argv:
         if arg.startswith("--config."):
             key = arg[len("--config."):].split("=", 1)[0]
-            if key not in known:
+            if key not in config_lib.KEYS:
                 return key
     return None
 
@@ -62,11 +62,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        message = str(e)
+        message = config_lib.config_file_error(e) or str(e)
     except (AttributeError, KeyError) as e:  # config_flags: an override naming no key
         key = _unknown_override(argv)
-        message = (config_checks.unknown_key_message(key, config_checks.leaf_keys(
-            config_lib.base_config())) if key else f"bad config override: {e}")
+        message = (config_checks.unknown_key_message(key, list(config_lib.KEYS)) if key
+                   else f"bad config override: {e}")
     print(f"error: {message} (see --helpfull)", file=sys.stderr)
     sys.exit(USAGE_ERROR)
 

@@ -16,20 +16,27 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA_AXES = ("data", "fsdp")
 
 
+def mesh_shape(data: int, fsdp: int, num_devices: int) -> tuple[int, int]:
+    """`(data, fsdp)` sizes from `config.mesh` for `num_devices` (-1 in one axis takes
+    the rest); a ValueError naming the keys when they do not fit the devices."""
+    if data == -1 and fsdp == -1:
+        raise ValueError("at most one of mesh.data and mesh.fsdp may be -1")
+    sizes = (data, fsdp)
+    if data == -1:
+        sizes = (num_devices // fsdp if fsdp > 0 and num_devices % fsdp == 0 else 0, fsdp)
+    if fsdp == -1:
+        sizes = (data, num_devices // data if data > 0 and num_devices % data == 0 else 0)
+    if sizes[0] * sizes[1] != num_devices or min(sizes) <= 0:
+        raise ValueError(f"mesh.data={data} × mesh.fsdp={fsdp} does not match the {num_devices} "
+                         f"devices; use sizes whose product is {num_devices} (-1 takes the rest)")
+    return sizes
+
+
 def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
     """A (data, fsdp) mesh over `devices` (default: all); -1 in one axis takes the rest."""
     devices = jax.devices() if devices is None else list(devices)
-    n = len(devices)
-    if data == -1 and fsdp == -1:
-        raise ValueError("at most one of mesh.data and mesh.fsdp may be -1")
-    if data == -1:
-        data = n // fsdp if fsdp > 0 and n % fsdp == 0 else 0
-    if fsdp == -1:
-        fsdp = n // data if data > 0 and n % data == 0 else 0
-    if data * fsdp != n or data <= 0:
-        raise ValueError(f"mesh data={data} × fsdp={fsdp} does not match the {n} devices")
-    return jax.make_mesh((data, fsdp), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2,
-                         devices=devices)
+    return jax.make_mesh(mesh_shape(data, fsdp, len(devices)), ("data", "fsdp"),
+                         axis_types=(AxisType.Auto,) * 2, devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

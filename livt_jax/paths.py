@@ -56,6 +56,11 @@ def basename(path: str) -> str:
     return os.path.basename(os.path.normpath(path)) if not is_url(path) else epath.Path(path).name
 
 
+def dirname(path: str) -> str:
+    """The folder (or URL prefix) holding ``path``; local paths come back absolute."""
+    return os.fspath(epath.Path(path).parent) if is_url(path) else os.path.dirname(resolve(path))
+
+
 def bucket_of(url: str) -> str:
     """``gs://bucket/a/b`` -> ``gs://bucket``."""
     scheme, _, rest = url.partition("://")
@@ -154,7 +159,7 @@ def list_files(path: str) -> list[str]:
         return sorted(os.path.relpath(os.path.join(d, f), root)
                       for d, _, files in os.walk(root) for f in files)
     with storage_errors(path, "a folder"):
-        fs = _filesystem(path)
+        fs = filesystem(path)
         prefix = fs._strip_protocol(path).rstrip("/") + "/"  # pylint: disable=protected-access
         return sorted(p[len(prefix):] for p in fs.find(path) if p.startswith(prefix))
 
@@ -199,6 +204,18 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_text(path: str, text: str) -> None:
     with storage_errors(path, "a writable location"):
         epath.Path(path).write_text(text, encoding="utf-8")
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """``write_text`` that a reader never sees half done: a local file is written
+    beside ``path`` and renamed over it; an object is written in one request."""
+    if is_url(path):
+        write_text(path, text)
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def append_bytes(path: str, data: bytes) -> None:

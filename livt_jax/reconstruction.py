@@ -16,13 +16,13 @@ from livt_jax.models import mae as mae_lib
 def write_reconstructions(config, data_cfg: ml_collections.ConfigDict, workdir: str,
                           model: mae_lib.MaskedAutoencoder, params, eval_source) -> None:
     """`workdir/reconstructions.png`: original, masked input, reconstruction of
-    `config.num_vis_images` validation images spread over the classes.
+    `config.pretrain.num_vis_images` validation images spread over the classes.
 
     The reconstruction undoes the per-patch target normalisation (norm-pix)
     with each patch's own mean/variance and the dataset normalisation, so it
     is shown in pixel space; visible patches are pasted from the input.
     """
-    n = min(config.num_vis_images, len(eval_source))
+    n = min(config.pretrain.num_vis_images, len(eval_source))
     if n == 0 or not report.is_writer():
         return
     picks = np.linspace(0, len(eval_source) - 1, n).astype(int)  # spread over the classes

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from livt_jax import paths
+from livt_jax import config_lib, paths
 
 GROUPS = ("many", "medium", "few")
 # In a bucket, metric lines and TensorBoard events are buffered and appended at most
@@ -113,17 +113,11 @@ class MetricWriter:
             self._tb.close()
 
 
-def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     """A nested config as `{'a.b': value}` with TensorBoard hparam types (bool,
     int, float, str; anything else as its text)."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flat_hparams(value, f"{name}."))
-        else:
-            flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
+    return {name: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for name, value in config_lib.flatten(config).items()}
 
 
 class _EventObject:
@@ -261,13 +255,19 @@ def format_eval_line(stage: str, label: str, step: int, scalars: Mapping[str, An
 
 def format_results_table(final: Mapping[str, Any], best: Optional[Mapping[str, Any]] = None) -> str:
     """A small text table of overall / many / medium / few (+ top-5, ECE)."""
+    return format_table([("final", final), ("best", best)])
+
+
+def format_table(rows: Sequence[tuple[str, Optional[Mapping[str, Any]]]]) -> str:
+    """`format_results_table` with any labelled rows (None rows are left out)."""
     columns = ("top1", *GROUPS, "top5", "ece")
-    header = f"{'':8s}" + "".join(f"{c:>9s}" for c in columns)
+    width = max([8] + [len(label) + 1 for label, result in rows if result is not None])
+    header = " " * width + "".join(f"{c:>9s}" for c in columns)
     lines = [header]
-    for label, result in (("final", final), ("best", best)):
+    for label, result in rows:
         if result is None:
             continue
         cells = "".join(f"{result[c]:9.2f}" if c in result else f"{'-':>9s}" for c in columns)
         suffix = f"   (epoch {result['epoch']})" if "epoch" in result else ""
-        lines.append(f"{label:8s}{cells}{suffix}")
+        lines.append(f"{label:{width}s}{cells}{suffix}")
     return "\n".join(lines)

@@ -22,13 +22,11 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from livt_jax import checkpoint, losses, mesh as mesh_lib, optim
-from livt_jax.config_lib import stage_data_config, stage_image_size
+from livt_jax import checkpoint, description, losses, mesh as mesh_lib, optim
+from livt_jax.config_lib import TRAIN_STAGES, stage_data_config, stage_image_size
 from livt_jax.models.timm_convert import detect_kind
 from livt_jax.step import device_augment, mixup
 from livt_jax.models import factory, mae as mae_lib, transfer, vit as vit_lib
-
-TRAIN_STAGES = ("pretrain", "finetune")
 
 
 @flax.struct.dataclass
@@ -127,6 +125,19 @@ def init_state(model, tx, image_shape, rng, mesh, init_params: Optional[Callable
     shardings = mesh_lib.state_shardings(mesh, abstract)
     state = jax.jit(create, out_shardings=shardings)(init_rng)
     return state, shardings
+
+
+def with_init_description(config):
+    """`config` with the model of `finetune.init_from`'s description (dims, channels,
+    normalisation; an MGP export's image size as `pretrain.image_size`, which sets
+    the hand-over's grid), or `config` itself when there is none."""
+    path = config.finetune.init_from
+    found = description.read(path) if path else None
+    if found is None:
+        return config
+    stage = "pretrain" if found["kind"] == "mae" else "finetune"
+    return description.apply(config, found, description.INIT_KEYS[found["kind"]], stage=stage,
+                             source=path)
 
 
 def handover_fn(config, model: vit_lib.VisionTransformer) -> Optional[Callable]:

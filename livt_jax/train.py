@@ -20,14 +20,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from livt_jax import (checkpoint, config_checks, config_guard, mesh as mesh_lib, paths,
-                      preemption, profiling, report, stage as stage_lib, workdir_lock)
+from livt_jax import (checkpoint, config_checks, config_guard, description, mesh as mesh_lib,
+                      paths, preemption, profiling, report, stage as stage_lib, workdir_lock)
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
 
-STAGES = config_checks.STAGES
 BEST_EXPORT = "best_export"  # BFT params of the best validation epoch so far
 
 
@@ -120,9 +119,18 @@ class _EvalTracker:
         return False
 
 
+def _save_export(config, stage: str, path: str, params, train_source) -> None:
+    """A params export of `stage` at `path` with its description (`model.json`)."""
+    checkpoint.save_params_export(path, params)
+    if report.is_writer():
+        description.write(path, description.describe(config, stage, train_source))
+
+
 def run_stage(config, workdir: str, stage: str) -> dict:
     """Trains one stage ('pretrain' or 'finetune') in `workdir`; returns its summary."""
     paths.makedirs(workdir)
+    if stage == "finetune":
+        config = stage_lib.with_init_description(config)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     global_batch = stage_lib.check_stage_batch(config, stage, mesh)
     if report.is_writer():
@@ -141,7 +149,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         data_cfg, train_source, batch_size=global_batch // jax.process_count(), seed=config.seed,
         num_steps=total_steps, shard_index=jax.process_index(), shard_count=jax.process_count()))
     manager = checkpoint.make_manager(
-        paths.join(workdir, "checkpoints"), save_every_steps=config.checkpoint.save_every_steps,
+        paths.join(workdir, checkpoint.CHECKPOINTS_DIR),
+        save_every_steps=config.checkpoint.save_every_steps,
         keep=config.checkpoint.keep, keep_best=False,
         async_save=config.checkpoint.async_save)
     restored, start_step = checkpoint.restore_latest(
@@ -187,7 +196,8 @@ def run_stage(config, workdir: str, stage: str) -> dict:
                 progress.evaluation(step, scalar_metrics(eval_result),
                                     "validation" if selecting else "test")
                 if improved:  # the selected model, tested at the end
-                    checkpoint.save_params_export(paths.join(workdir, BEST_EXPORT), state.params)
+                    _save_export(config, stage, paths.join(workdir, BEST_EXPORT), state.params,
+                                 train_source)
             preempted = stop.reached(step)  # every process, every step
             stopping = preempted or step == stop_after
             # A new best is checkpointed too, so a resumed run's history reaches it.
@@ -208,7 +218,7 @@ def run_stage(config, workdir: str, stage: str) -> dict:
         manager.wait_until_finished()
 
     export_dir = paths.join(workdir, "export")
-    checkpoint.save_params_export(export_dir, state.params)
+    _save_export(config, stage, export_dir, state.params, train_source)
     summary = {"state": state, "export": export_dir, "total_steps": total_steps}
     if stage == "pretrain":
         write_reconstructions(config, data_cfg, workdir, built.model, state.params,

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 
+import pytest
 from tensorboardX.proto import event_pb2, plugin_hparams_pb2
 
 from livt_jax import report
@@ -32,6 +33,7 @@ def read_events(path: str) -> list:
     return events
 
 
+@pytest.mark.e2e
 def test_log_lines_when_stdout_is_a_pipe(tmp_path):
     workdir = tmp_path / "run"
     result = subprocess.run(

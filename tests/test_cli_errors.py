@@ -12,14 +12,15 @@ pytestmark = pytest.mark.e2e
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(tmp_path, *overrides):
-    """`python -m livt_jax.main --config configs/demo.py` on 8 fake CPU devices."""
+def run_main(tmp_path, *overrides, config="configs/demo.py", devices=8):
+    """`python -m livt_jax.main --config CONFIG --workdir TMP/run` on `devices` fake CPU
+    devices (a generous timeout, stretched by the load: tests.helpers.procs)."""
     return procs.run(
-        [sys.executable, "-m", "livt_jax.main", "--config", "configs/demo.py",
+        [sys.executable, "-m", "livt_jax.main", "--config", config,
          "--workdir", str(tmp_path / "run"), *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "JAX_PLATFORMS": "cpu",
-             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
 
 
 @pytest.mark.parametrize("overrides, message", [

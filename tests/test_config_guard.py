@@ -2,6 +2,7 @@
 meaning is refused, naming each key, unless allow_config_change=True."""
 
 import json
+import os
 
 import pytest
 
@@ -13,10 +14,10 @@ def recorded(workdir):
     return json.loads((workdir / config_guard.CONFIG_FILE).read_text())
 
 
-def start(config, workdir):
-    """A run that got past its start: its config recorded and something else written."""
+def start(config, workdir, folder="."):
+    """A run that saved its first checkpoint (step 5, in `workdir/folder/checkpoints`)."""
     config_guard.check_and_record(config, str(workdir))
-    (workdir / "metrics.jsonl").write_text("")
+    (workdir / folder / "checkpoints" / "5").mkdir(parents=True)
 
 
 def test_first_run_records_the_resolved_config(tmp_path):
@@ -77,11 +78,19 @@ def test_train_refuses_before_training(tmp_path):
     config.finetune.loss = "ce"
     with pytest.raises(config_guard.ConfigChangeError, match="finetune.loss: 'bal_bce' -> 'ce'"):
         train.train_and_evaluate(config, str(tmp_path))
-    assert not (tmp_path / "checkpoints").exists()
+    assert os.listdir(tmp_path / "checkpoints") == ["5"]
+    assert recorded(tmp_path)["finetune"]["loss"] == "bal_bce"
 
 
-def test_a_run_refused_before_it_started_does_not_bind_the_workdir(tmp_path):
+@pytest.mark.parametrize("left_behind", [[], ["pretrain/metrics.jsonl", "livt.lock"],
+                                         ["checkpoints/5.orbax-checkpoint-tmp-1/x"]])
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_bind_the_workdir(
+        tmp_path, left_behind):
+    """Whatever a failed first run left (stage folders, metrics, an unfinished step)."""
     config_guard.check_and_record(tiny_config(), str(tmp_path))  # e.g. then its data was refused
+    for name in left_behind:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
     config = tiny_config()
     config.data.imbalance_ratio = 10.0  # the corrected rerun
     config_guard.check_and_record(config, str(tmp_path))
@@ -97,3 +106,18 @@ def test_sections_of_stages_not_run_are_not_compared(tmp_path):
     config.finetune.batch_size = 32
     with pytest.raises(config_guard.ConfigChangeError, match="finetune.batch_size: 64 -> 32"):
         config_guard.check_and_record(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("folder", ["pretrain", "finetune"])
+def test_a_checkpoint_in_a_stage_folder_binds_the_workdir(tmp_path, folder):
+    start(tiny_config(), tmp_path, folder)
+    config = tiny_config()
+    config.data.imbalance_ratio = 10.0
+    with pytest.raises(config_guard.ConfigChangeError, match="data.imbalance_ratio: 100.0 -> 10"):
+        config_guard.check_and_record(config, str(tmp_path))
+
+
+def test_only_keys_declared_may_change_are_free():
+    assert config_guard.may_change("checkpoint.keep") and config_guard.may_change("mesh.fsdp")
+    assert not config_guard.may_change("finetune.optim.blr")
+    assert not config_guard.may_change("no.such.key")

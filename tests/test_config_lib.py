@@ -19,9 +19,23 @@ def test_load_config_file_is_get_config_with_its_argument_locked():
         loaded.finetune.bogus = 1  # locked: a new key is an error naming it
 
 
-def test_missing_config_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.py.*shipped config: cifar10_lt, cifar_lt, demo"):
-        config_lib.load_config_file(str(tmp_path / "nope.py:1"))
+@pytest.mark.parametrize("text, spec_tail, message", [
+    (None, "", r"config file '.*nope.py' not found"),
+    ("def get_config(:\n", "", r"config file '.*bad.py' line 1: invalid syntax"),
+    ("x = 1\n", "", r"config file '.*bad.py' has no get_config\(\) function"),
+    ("import no_such_module\n", "", r"failed to run: ModuleNotFoundError: No module named"),
+    (None, ":abc", r"get_config\('abc'\) failed: ValueError: could not convert string to float"),
+    ("def get_config():\n    return 3\n", "", r"returned int, expected an ml_collections"),
+])
+def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, spec_tail, message):
+    path = str(tmp_path / "nope.py") if text is None else str(tmp_path / "bad.py")
+    if spec_tail:  # an argument the demo config cannot take
+        path = os.path.join(REPO, "configs/demo.py")
+    elif text is not None:
+        (tmp_path / "bad.py").write_text(text)
+    with pytest.raises(config_lib.ConfigFileError, match=message) as info:
+        config_lib.load_config_file(path + spec_tail)
+    assert "\n" not in str(info.value)
 
 
 def test_a_shipped_config_loads_by_name_with_its_argument(tmp_path, monkeypatch):
@@ -50,3 +64,27 @@ def test_stage_view_takes_the_stage_image_size_and_aug():
     from_file = data_benchmark.config_from_file(os.path.join(REPO, "configs/demo.py"), "finetune")
     expected = config_lib.stage_data_config(demo.get_config(), "finetune")
     assert from_file.to_dict() == expected.to_dict()
+
+
+def test_the_schema_declares_every_key_with_a_default_its_rule_accepts():
+    flat = config_lib.flatten(config_lib.base_config())
+    assert flat.keys() == config_lib.KEYS.keys()
+    for key, declared in config_lib.KEYS.items():
+        assert flat[key] == declared.default
+        assert declared.rule is None or declared.rule.problem(key, declared.default) is None, key
+
+
+@pytest.mark.parametrize("rule, good, bad, message", [
+    (config_lib.Interval("(0, 1]"), [1e-9, 1.0], [0.0, 1.01], "x={} must be in (0, 1]"),
+    (config_lib.Interval("[0, 1)"), [0.0, 0.99], [-0.01, 1.0], "x={} must be in [0, 1)"),
+    (config_lib.above(0), [1e-9, 1e9], [0.0, -1.0], "x={} must be > 0"),
+    (config_lib.at_least(1), [1, 2.5], [0.99, -3], "x={} must be >= 1"),
+    (config_lib.one_of("a", "b"), ["a", "b"], ["c", ""], "x={!r}; expected one of ('a', 'b')"),
+    (config_lib.one_of("", names_in="data.long_tail.PROFILES"), ["", "exp", "step"], ["linear"],
+     "x={!r}; expected one of ('', 'exp', 'step')"),
+])
+def test_rules_accept_their_values_and_name_the_rest(rule, good, bad, message):
+    for value in good:
+        assert rule.problem("x", value) is None, value
+    for value in bad:
+        assert rule.problem("x", value) == message.format(value)

@@ -11,7 +11,9 @@ import gcsfs
 import pytest
 
 from livt_jax import paths, report, train
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
+
+pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 NAME = re.compile(rb'"name": "([^"]+)"')
 

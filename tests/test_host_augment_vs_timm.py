@@ -120,6 +120,7 @@ CASES = [(name, "bicubic") for name in randaugment.OPS] + [
     (name, "bilinear") for name in randaugment.GEOMETRIC_OPS]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("path", ["host", "device"])
 @pytest.mark.parametrize("name, interpolation", CASES)
 def test_each_op_matches_timm(name, interpolation, path):
@@ -133,6 +134,7 @@ def test_each_op_matches_timm(name, interpolation, path):
     assert far <= MAX_FAR and abs(bias) < MAX_BIAS, (far, bias)
 
 
+@pytest.mark.torch
 def test_rounding_instead_of_truncating_would_fail():
     """The bound can fail: Pillow's blends truncate; rounding them is 0.4-0.5 level high."""
     pytest.importorskip("timm")
@@ -143,6 +145,7 @@ def test_rounding_instead_of_truncating_would_fail():
     np.testing.assert_array_equal(host_outputs("BrightnessIncreasing", "bicubic"), reference)
 
 
+@pytest.mark.torch
 def test_bilinear_warps_differ_from_the_release_bicubic():
     pytest.importorskip("timm")
     far, bias = agreement(host_outputs("Rotate", "bilinear"), timm_outputs("Rotate", "bicubic"))

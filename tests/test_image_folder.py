@@ -11,8 +11,8 @@ from PIL import Image
 
 from livt_jax import config_lib
 from livt_jax.data import pipeline
-from livt_jax.tools import cache
 from livt_jax.data.sources import ArraySource, CacheSource, ImageFolderSource, SubsetSource
+from livt_jax.tools import cache
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "image_folder")
 # The sample: train cat 6 (one in a sub-folder), dog 4 (+ a .txt), eel 2; test 2 each.

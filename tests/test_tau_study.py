@@ -11,30 +11,6 @@ from livt_jax.experiments.configs import animal_mnist as am
 COUNTS = np.array([800, 479, 287, 172, 103, 61, 37, 22, 13, 8])
 
 
-def test_balanced_rule_recovers_the_balanced_posterior():
-    # At Bal-BCE's optimum z_c = logit p_c - logit π_c (docs/DESIGN.md); the balanced rule must
-    # turn that back into log p_c - log π_c exactly, while the raw z differs from it by
-    # log((1 - π_c) / (1 - p_c)).
-    rng = np.random.default_rng(0)
-    prior = COUNTS / COUNTS.sum()
-    p = rng.dirichlet(np.ones(10), size=64)
-    logit = lambda q: np.log(q) - np.log1p(-q)  # noqa: E731
-    z = logit(p) - logit(prior)
-    np.testing.assert_allclose(ts.bal_bce_margin(COUNTS, 1.0), logit(prior), rtol=1e-12)
-    np.testing.assert_allclose(ts.bal_bce_margin(COUNTS, 0.5), 0.5 * logit(prior), rtol=1e-12)
-    scores = ts.balanced_rule_scores(z, COUNTS, 1.0)
-    np.testing.assert_allclose(scores, np.log(p) - np.log(prior), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(z - scores, np.log1p(-prior) - np.log1p(-p), rtol=1e-9,
-                               atol=1e-9)
-    # an input confusable between the head (π 0.40) and class 5 (π 0.03): raw z picks
-    # the head, the balanced rule picks class 5 (p_0 / π_0 < p_5 / π_5)
-    q = np.full(10, 0.0025)
-    q[0], q[5] = 0.9, 0.08
-    z1 = logit(q) - logit(prior)
-    assert q[0] / prior[0] < q[5] / prior[5]
-    assert z1.argmax() == 0 and ts.balanced_rule_scores(z1[None], COUNTS, 1.0).argmax() == 5
-
-
 def test_confusion_and_its_metrics():
     labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
     preds = np.array([0, 1, 1, 1, 0, 2, 0, 0, 2])

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from livt_jax import paths
-from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, TfdsSource
-from tests import tfds_tiny
+from livt_jax.tools import cache
+from tests.helpers import tfds_tiny
+
+pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ["--config.model.embed_dim=32", "--config.model.depth=2", "--config.model.num_heads=2",

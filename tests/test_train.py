@@ -31,6 +31,10 @@ def test_livt_pipeline_writes_everything(tmp_path):
                  "finetune/metrics.jsonl"):
         assert os.path.exists(tmp_path / name), name
     assert (tmp_path / "finetune" / "checkpoints").iterdir()
+    for stage, kind in (("pretrain", "mae"), ("finetune", "vit")):  # exports describe themselves
+        with open(tmp_path / stage / "export" / "model.json", encoding="utf-8") as f:
+            described = json.load(f)
+        assert described["kind"] == kind and described["model"]["embed_dim"] == 32
     records = read_jsonl(tmp_path / "finetune" / "metrics.jsonl")
     assert any("eval_top1" in r for r in records) and any("loss" in r for r in records)
     ft = checkpoint.load_params_export(str(tmp_path / "finetune" / "export"))

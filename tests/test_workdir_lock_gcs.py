@@ -16,6 +16,8 @@ import pytest
 from livt_jax import gcs, paths, workdir_lock
 from livt_jax.workdir_lock import LOCK_FILE, WorkdirLockedError
 
+pytestmark = [pytest.mark.gcs, pytest.mark.slow]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Each racer waits for a common start time, then tries to take the lock and holds it

@@ -124,14 +124,20 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
+def eval_resize_side(size: int, crop_pct: float) -> int:
+    """The shorter side (pixels) the eval transform resizes to before its ``size`` crop."""
+    return int(size / crop_pct) if size <= 224 else size
+
+
 def eval_resize_crop(images: Images, size: int, crop_pct: float) -> np.ndarray:
-    """Eval transform: resize the shorter side to ``int(size / crop_pct)`` (bicubic)
-    when ``size <= 224``, else to ``size``; then centre crop ``size``.
+    """Eval transform: resize the shorter side to ``eval_resize_side(size, crop_pct)``
+    (bicubic; ``int(size / crop_pct)`` when ``size <= 224``, else ``size``); then
+    centre crop ``size``.
 
     Returns:
       uint8 (B, size, size, C).
     """
-    resize_to = int(size / crop_pct) if size <= 224 else size
+    resize_to = eval_resize_side(size, crop_pct)
     return np.stack([center_crop(resize_shorter(image, resize_to), size) for image in images])
 
 

@@ -221,17 +221,12 @@ def train_images(config, images: augment.Images, rng: np.random.Generator) -> np
 def eval_images(config, images: augment.Images) -> np.ndarray:
     """Deterministic eval preprocessing of one batch -> float32 (B, S, S, C)."""
     data = config.data
-    crop_pct = config.aug.eval_crop_pct if "aug" in config else 0.875
-    x = augment.eval_resize_crop(images, data.image_size, crop_pct)
+    x = augment.eval_resize_crop(images, data.image_size, config.aug.eval_crop_pct)
     return augment.normalize(augment.match_channels(x, data.in_chans), data.mean, data.std)
 
 
 def eval_image(config, image: np.ndarray) -> np.ndarray:
-    """One uint8 (H, W, C) image -> float32 (S, S, C) as the eval loader makes it.
-
-    ``config`` needs ``data``; ``aug.eval_crop_pct`` is used when ``config``
-    has ``aug`` (else 0.875, the release's value).
-    """
+    """One uint8 (H, W, C) image -> float32 (S, S, C) as the eval loader makes it."""
     return eval_images(config, [image])[0]
 
 

@@ -133,7 +133,7 @@ def plot_convergence(records: dict, path: str) -> None:
            title=f"CIFAR-10-LT IR 100: validation top-1 per epoch ({len(runs)} seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
-    report.save_plot(fig, path)
+    report.save_plot(fig, path, dpi=120)
 
 
 def wall_time(results: str, records: dict) -> dict[str, float]:

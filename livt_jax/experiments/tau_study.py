@@ -32,6 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from livt_jax import metrics, report
+from livt_jax.adjust import balanced_rule_scores
 from livt_jax.experiments import runner
 from livt_jax.experiments import study_report as sr
 from livt_jax.experiments.configs import animal_mnist as study_config
@@ -41,20 +42,6 @@ RULES = ("raw", "balanced")  # raw argmax z; the balanced rule (Bal-BCE only)
 
 
 # ----------------------------------------------------------------------------- scoring (numpy)
-
-def bal_bce_margin(train_counts: np.ndarray, tau: float) -> np.ndarray:
-    """m_c = τ·(log π_c − log(1 − π_c)) (C,), the margin Bal-BCE adds in training."""
-    prior = np.asarray(train_counts, np.float64) / np.sum(train_counts)
-    return tau * (np.log(prior) - np.log1p(-prior))
-
-
-def balanced_rule_scores(logits: np.ndarray, train_counts: np.ndarray, tau: float) -> np.ndarray:
-    """log σ(z_c + m_c) − log π_c (N, C): a Bal-BCE model's posterior estimate over the prior."""
-    prior = np.asarray(train_counts, np.float64) / np.sum(train_counts)
-    shifted = np.asarray(logits, np.float64) + bal_bce_margin(train_counts, tau)
-    log_sigmoid = -np.logaddexp(0.0, -shifted)
-    return log_sigmoid - np.log(prior)
-
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int
                      ) -> np.ndarray:
@@ -104,12 +91,8 @@ def export_logits(config, export: str, source) -> tuple[np.ndarray, np.ndarray, 
     from livt_jax.evaluator import Evaluator
     evaluator = Evaluator.for_config(
         config, mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp), source)
-    logits, labels = [], []
-    for batch_logits, batch_labels, mask in evaluator.predict(evaluator.load_export(export)):
-        keep = np.asarray(mask).astype(bool)
-        logits.append(batch_logits[keep])
-        labels.append(batch_labels[keep])
-    return np.concatenate(logits), np.concatenate(labels), evaluator.train_counts
+    logits, labels = evaluator.logits_and_labels(evaluator.load_export(export))
+    return logits, labels, evaluator.train_counts
 
 
 def score_run(config, summary: Mapping[str, Any], sources: Mapping[str, Any]) -> dict:

@@ -16,15 +16,19 @@ import ml_collections
 
 from livt_jax.models import mae as mae_lib, vit as vit_lib
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # model.dtype; parameters stay float32
+DIM_KEYS = ("embed_dim", "depth", "num_heads", "patch_size")  # set here or by model.variant
+
 
 def model_dims(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
     """embed_dim / depth / num_heads / patch_size: the variant's, unless set (> 0)."""
     dims = vit_lib.vit_kwargs(model_cfg.variant) if model_cfg.variant else {}
-    for key in ("embed_dim", "depth", "num_heads", "patch_size"):
+    for key in DIM_KEYS:
         if model_cfg[key] > 0:
             dims[key] = model_cfg[key]
         elif key not in dims:
-            raise ValueError(f"model.{key} must be set (> 0) when model.variant is empty")
+            raise ValueError(f"model.{key}={model_cfg[key]} must be > 0 when model.variant "
+                             "is empty")
     return dims
 
 

@@ -6,8 +6,9 @@ A *params export* is a directory written by ``orbax.checkpoint.StandardCheckpoin
 holding the single pytree ``{'params': params}``, where ``params`` is the flax
 parameter tree of a ``VisionTransformer`` (ViT classifier, BFT) or a
 ``MaskedAutoencoder`` (MGP), e.g. ``params['blocks_0']['attn']['qkv']['kernel']``.
-Nothing else is stored: the kind is read from the names (an MAE has
-``decoder_embed``), shapes from orbax's metadata. ``save_params_export`` and
+Beside the arrays, ``model.json`` describes the model (``livt_jax.description``);
+exports written without it still load (the kind is then read from the names,
+an MAE has ``decoder_embed``, and shapes from orbax's metadata). ``save_params_export`` and
 ``load_params_export`` (in ``livt_jax.checkpoint``, no torch) write and read it.
 
 Command line (``livt-convert``; ``.safetensors`` needs no torch, ``.pth`` the ``torch`` extra)
@@ -15,7 +16,7 @@ Command line (``livt-convert``; ``.safetensors`` needs no torch, ``.pth`` the ``
 ::
 
   livt-convert to-jax SRC.pth|SRC.safetensors DST_DIR \\
-      [--kind vit|mae] [--variant B --img-size 224 --num-classes 1000 ...] \\
+      [--kind vit|mae] [--variant B --img-size 224 --in-chans 3 --num-classes 1000 ...] \\
       [--reorder-inat-head] [--unsafe-load] [--force]
   livt-convert to-torch SRC_DIR DST.pth|DST.safetensors [--wrap-model] \\
       [--img-size N (MAE only)] [--force]
@@ -28,6 +29,13 @@ decoder keys are present, else ``vit``. With a target model (``--variant`` or
 ``--embed-dim/--depth/--num-heads``) every converted array is checked against
 the shapes of that model; the first mismatching key is named. Unexpected and
 missing keys are listed, never silently dropped.
+
+With a description, ``to-torch`` writes it beside the file as timm's
+``config.json`` (architecture, num_classes, global_pool, pretrained_cfg with
+input size, interpolation, crop and mean/std, model_args, label_names; ours
+whole under ``livt``), and ``to-jax`` reads a ``config.json`` beside its
+source back: no target options are needed, and options that contradict it are
+an error. Without one, ``--in-chans`` gives a 1-channel model's input.
 
 ``to-torch`` writes timm names, so ``timm.create_model('vit_base_patch16_224',
 global_pool='avg', num_classes=C)`` (or an equally configured
@@ -46,36 +54,53 @@ import argparse
 import sys
 from typing import Any
 
-from livt_jax import paths
+from livt_jax import description, paths
 from livt_jax.checkpoint import load_params_export, save_params_export
 from livt_jax.models.timm_convert import (KINDS, detect_kind, model_shapes, params_from_state_dict,
                                           reorder_inat_head, state_dict_from_params)
 from livt_jax.state_dict_files import load_torch_state_dict, save_torch_state_dict
 
 
-def _target_kwargs(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
-    """Model fields of the requested target, or None when no target was given."""
+# Target options whose default applies when neither they nor a description give a value.
+TARGET_DEFAULTS = {"img_size": 224, "in_chans": 3, "num_classes": 1000, "global_pool": "avg",
+                   "decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16}
+
+
+def _given(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The model fields set by target options on the command line (``--variant`` as its dims)."""
     from livt_jax.models.vit import vit_kwargs
 
-    dims = {"embed_dim": args.embed_dim, "depth": args.depth, "num_heads": args.num_heads}
-    if args.variant is None and all(v is None for v in dims.values()):
+    given = vit_kwargs(args.variant) if args.variant else {}
+    names = ["embed_dim", "depth", "num_heads", "patch_size", "img_size", "in_chans"]
+    names += ["num_classes", "global_pool"] if kind == "vit" else list(description.DECODER)
+    given.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    return given
+
+
+def _target_kwargs(args: argparse.Namespace, kind: str, described: dict | None = None
+                   ) -> dict[str, Any] | None:
+    """Model fields of the target: the description's (``described``, from
+    ``description.model_kwargs``), which the options given must agree with, else
+    the options', or None when neither gives a model."""
+    given = _given(args, kind)
+    if described is not None:
+        differing = {k: (v, described[k]) for k, v in given.items()
+                     if k in described and described[k] != v}
+        if differing:
+            raise ValueError("; ".join(f"--{k.replace('_', '-')} {v!r} but the description "
+                                       f"says {d!r}" for k, (v, d) in differing.items())
+                             + " (drop the option, or the config.json beside the file)")
+        return described
+    dims = ("embed_dim", "depth", "num_heads")
+    if not any(k in given for k in dims):
         return None
-    kwargs = vit_kwargs(args.variant) if args.variant else {"patch_size": 16}
-    kwargs.update({k: v for k, v in dims.items() if v is not None})
-    missing = [f"--{k.replace('_', '-')}" for k in dims if k not in kwargs]
+    missing = [f"--{k.replace('_', '-')}" for k in dims if k not in given]
     if missing:
         raise ValueError(f"Without --variant the target needs {', '.join(missing)}.")
-    kwargs["img_size"] = args.img_size
-    if args.patch_size is not None:
-        kwargs["patch_size"] = args.patch_size
-    if kind == "vit":
-        kwargs.update(num_classes=args.num_classes, global_pool=args.global_pool)
-    else:
-        kwargs.update(
-            decoder_embed_dim=args.decoder_embed_dim,
-            decoder_depth=args.decoder_depth,
-            decoder_num_heads=args.decoder_num_heads,
-        )
+    kwargs = {"patch_size": 16, **given}
+    other_kind = description.DECODER if kind == "vit" else ("num_classes", "global_pool")
+    kwargs.update({k: v for k, v in TARGET_DEFAULTS.items()
+                   if k not in kwargs and k not in other_kind})
     return kwargs
 
 
@@ -90,16 +115,21 @@ def to_jax(args: argparse.Namespace) -> None:
     _check_destination(args.dst, args.force)
     state_dict = load_torch_state_dict(args.src, unsafe=args.unsafe_load)
     kind = args.kind or detect_kind(state_dict)
-    target = _target_kwargs(args, kind)
+    found = description.read_timm_config(args.src, kind)
+    target = _target_kwargs(args, kind,
+                            None if found is None else description.model_kwargs(found))
     expected = None if target is None else model_shapes(kind, **target)
     kind, params = params_from_state_dict(state_dict, kind, expected)
     if args.reorder_inat_head:
         params = reorder_inat_head(params)
     save_params_export(args.dst, params, force=args.force)
+    if found is not None:
+        description.write(args.dst, found)
     checked = "unchecked (no target model given)" if target is None else f"checked against {target}"
+    described = "" if found is None else f", described by {description.timm_config_path(args.src)}"
     print(
         f"Wrote {kind} params ({len(state_dict)} tensors, shapes {checked}) "
-        f"to {paths.resolve(args.dst)}"
+        f"to {paths.resolve(args.dst)}{described}"
     )
 
 
@@ -107,9 +137,15 @@ def to_torch(args: argparse.Namespace) -> None:
     """``to-torch`` subcommand: params export -> timm-named ``.pth`` / ``.safetensors``."""
     _check_destination(args.dst, args.force)
     params = load_params_export(args.src)
-    state_dict = state_dict_from_params(params, args.img_size)
+    found = description.read(args.src)
+    if found is not None:
+        _check_destination(description.timm_config_path(args.dst), args.force)
+    img_size = args.img_size or (found["model"]["img_size"] if found else None)
+    state_dict = state_dict_from_params(params, img_size)
     save_torch_state_dict(args.dst, state_dict, wrap_model=args.wrap_model)
-    print(f"Wrote {detect_kind(params)} state dict ({len(state_dict)} tensors) to {args.dst}")
+    beside = "" if found is None else f" and {description.write_timm_config(args.dst, found)}"
+    print(f"Wrote {detect_kind(params)} state dict ({len(state_dict)} tensors) to "
+          f"{args.dst}{beside}")
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -124,12 +160,13 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--depth", type=int)
     group.add_argument("--num-heads", type=int)
     group.add_argument("--patch-size", type=int, help="default: the variant's (16 or 14)")
-    group.add_argument("--img-size", type=int, default=224)
-    group.add_argument("--num-classes", type=int, default=1000, help="ViT only")
-    group.add_argument("--global-pool", choices=("avg", "token"), default="avg", help="ViT only")
-    group.add_argument("--decoder-embed-dim", type=int, default=512, help="MAE only")
-    group.add_argument("--decoder-depth", type=int, default=8, help="MAE only")
-    group.add_argument("--decoder-num-heads", type=int, default=16, help="MAE only")
+    group.add_argument("--img-size", type=int, help="default 224")
+    group.add_argument("--in-chans", type=int, help="input channels, 1 or 3 (default 3)")
+    group.add_argument("--num-classes", type=int, help="ViT only (default 1000)")
+    group.add_argument("--global-pool", choices=("avg", "token"), help="ViT only (default avg)")
+    group.add_argument("--decoder-embed-dim", type=int, help="MAE only (default 512)")
+    group.add_argument("--decoder-depth", type=int, help="MAE only (default 8)")
+    group.add_argument("--decoder-num-heads", type=int, help="MAE only (default 16)")
 
 
 def build_parser() -> argparse.ArgumentParser:

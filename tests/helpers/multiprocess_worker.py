@@ -3,7 +3,7 @@
     python tests/helpers/multiprocess_worker.py ID NUM_PROCESSES PORT WORKDIR JOB [section.key=VALUE]...
 
 JOB `validate` scores the params export in WORKDIR/export on the validation
-set. JOB `train` trains `tests.test_train.tiny_config()` (BFT stage, the
+set. JOB `train` trains `tests.helpers.common.tiny_config()` (BFT stage, the
 overrides applied) with the other processes, writes the final (or preempted) parameters to
 `WORKDIR/params_{PROCESS_ID}.npz` and the summary to
 `WORKDIR/summary_{PROCESS_ID}.json`, and exits as `livt_jax.main` would.
