@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_main(tmp_path, *overrides, config="configs/demo.py", devices=8):
     """`python -m livt_jax.main --config CONFIG --workdir TMP/run` on `devices` fake CPU
-    devices (the timeout scales with the machine's measured start-up time)."""
+    devices (a generous timeout, stretched by the load: tests.helpers.procs)."""
     return procs.run(
         [sys.executable, "-m", "livt_jax.main", "--config", config,
          "--workdir", str(tmp_path / "run"), *overrides],

@@ -23,8 +23,9 @@ A later option wins over an earlier one in every program, so the appended overri
 shrink the run without editing the command. `launch/...` names the checkout's script.
 
 A command that cannot run here is marked in the doc with a trailing `# needs: WHAT`
-comment (e.g. `# needs: a GPU machine ...`); it is skipped with that reason, so
-`pytest -rs` lists them. A command with no rule above and no marker fails: add a rule
+comment (e.g. `# needs: a GPU machine ...`); a block whose line above is an HTML comment
+`<!-- ... run as written by tests/FILE.py -->` is run by that test file instead. Both are
+skipped here with their reason, so `pytest -rs` lists them. A command with no rule above and no marker fails: add a rule
 here or mark it in the doc.
 """
 
@@ -46,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_LANGS = ("bash", "sh", "shell")
 NEEDS = re.compile(r"#\s*needs:\s*(.+)$")
+# An HTML comment just above a block that hands the whole block to another test file.
+RUN_BY = re.compile(r"<!--.*run as written by (tests/\S+\.py)")
 TIMEOUT_S = 900  # per command on an idle machine (procs.scaled stretches it under load)
 
 TINY_DIMS = dict(embed_dim=32, depth=1, num_heads=2, patch_size=8, img_size=32)
@@ -73,6 +76,7 @@ class DocCommand:
     path: str
     line: int
     text: str
+    run_by: str | None = None  # the test file that runs this block's commands instead
 
     @property
     def argv(self) -> list[str]:
@@ -81,7 +85,9 @@ class DocCommand:
     @property
     def needs(self) -> str | None:
         match = NEEDS.search(self.text)
-        return match.group(1).strip() if match else None
+        if match:
+            return match.group(1).strip()
+        return f"run as written by {self.run_by}" if self.run_by else None
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.text}"
@@ -90,10 +96,18 @@ class DocCommand:
 def shell_commands(markdown: str, path: str = "<doc>") -> list[DocCommand]:
     """The commands of ``markdown``'s bash/sh/shell fenced blocks, in order."""
     commands, fence, pending, start = [], None, "", 0  # fence: the open block's language
+    run_by, previous = None, ""
     for number, line in enumerate(markdown.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("```"):
+            if fence is None:
+                match = RUN_BY.search(previous)
+                run_by = match.group(1) if match else None
             fence = None if fence is not None else stripped[3:].strip()
+            previous = stripped
+            continue
+        if fence is None:
+            previous = stripped or previous
             continue
         if fence not in SHELL_LANGS or (not pending and (not stripped or stripped.startswith("#"))):
             continue
@@ -101,7 +115,7 @@ def shell_commands(markdown: str, path: str = "<doc>") -> list[DocCommand]:
         if stripped.endswith("\\"):
             pending += stripped[:-1] + " "
             continue
-        commands.append(DocCommand(path, start, (pending + stripped).strip()))
+        commands.append(DocCommand(path, start, (pending + stripped).strip(), run_by))
         pending = ""
     return commands
 
@@ -217,6 +231,13 @@ def test_extraction_joins_continuations_and_reads_markers():
     assert [(c.line, c.argv, c.needs) for c in commands] == [
         (4, ["cmd", "--a", "1", "--b", "2"], None), (7, ["gpu-thing", "OUT"], "a GPU"),
         (16, ["other"], None)]
+
+
+def test_blocks_handed_to_another_test_name_an_existing_file():
+    markdown = "<!-- run as written by tests/test_x.py -->\n```bash\ncmd\n```\n```bash\nother\n```"
+    assert [c.needs for c in shell_commands(markdown)] == ["run as written by tests/test_x.py", None]
+    for command in COMMANDS:
+        assert command.run_by is None or (REPO / command.run_by).is_file(), str(command)
 
 
 def test_every_command_has_a_rule_or_a_marker(tmp_path):
