@@ -36,7 +36,7 @@ test: $(TEST_STAMP)
 
 # The quick tier (markers in pytest.ini): no trainings, subprocess commands, installs,
 # multi-process runs or GCS server.
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not e2e and not multiprocess and not gcs" tests
 
 # The GPU benchmark kit (README, Speed). Wheels the lent GPU image lacks, for CPython 3.12
