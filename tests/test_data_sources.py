@@ -125,7 +125,7 @@ def test_cache_round_trip(image_folder, tmp_path):
     loaded_train, loaded_test, _ = pipeline.load_sources(cfg)
     assert len(loaded_test) == 2 and loaded_train.class_names == ["0", "1", "2"]
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(loaded_train))[5]["image"], train[5]["image"])
-    with pytest.raises(FileNotFoundError, match="val_images.npy"):
+    with pytest.raises(FileNotFoundError, match="has no split 'val'; it holds \\['test', 'train'\\]"):
         CacheSource(str(out), "val")
 
 
