@@ -24,16 +24,11 @@ from livt_jax.tools import convert
 from livt_jax.models import factory
 from livt_jax.data import animal_mnist
 from tests.helpers import procs
-from tests.helpers.common import tiny_config
+from tests.helpers.common import TINY_MODEL_FLAGS, tiny_config
 
 pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# tests/test_train.py's tiny_config as command-line overrides.
-TINY_MODEL = ["--config.model.embed_dim=32", "--config.model.depth=2", "--config.model.num_heads=2",
-              "--config.model.decoder_embed_dim=16", "--config.model.decoder_depth=1",
-              "--config.model.decoder_num_heads=2", "--config.log_every_steps=1",
-              "--config.checkpoint.save_every_steps=5"]
 
 
 @pytest.fixture
@@ -78,7 +73,7 @@ def test_demo_run_with_workdir_and_data_in_the_bucket_writes_only_there(prefix, 
     run_main(["--config", os.path.join(REPO, "configs/demo.py"), "--workdir", f"{prefix}/run",
               f"--config.data.data_dir={prefix}/animal_mnist", "--config.pretrain.epochs=1",
               "--config.finetune.epochs=1", "--config.pretrain.batch_size=64",
-              "--config.finetune.batch_size=64", "--config.eval.batch_size=512", *TINY_MODEL], cwd)
+              "--config.finetune.batch_size=64", "--config.eval.batch_size=512", *TINY_MODEL_FLAGS], cwd)
     assert os.listdir(cwd) == []
     written = objects(f"{prefix}/run")
     for stage in ("pretrain", "finetune"):
@@ -105,7 +100,7 @@ def test_killed_run_resumes_from_the_bucket_bit_identically(prefix, tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-m", "livt_jax.main", "--config", os.path.join(REPO, "configs/demo.py"),
          "--workdir", workdir, "--config.stage=finetune", "--config.finetune.epochs=2",
-         "--config.finetune.batch_size=64", "--config.eval.batch_size=512", *TINY_MODEL],
+         "--config.finetune.batch_size=64", "--config.eval.batch_size=512", *TINY_MODEL_FLAGS],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     manager = checkpoint.make_manager(f"{workdir}/checkpoints", save_every_steps=5, keep=2,
@@ -166,7 +161,7 @@ def test_split_list_data_in_the_bucket_trains_and_evaluates(prefix, tmp_path):
               "--config.data.image_size=32", "--config.model.patch_size=8",
               "--config.pretrain.epochs=1", "--config.finetune.epochs=1",
               "--config.pretrain.batch_size=16", "--config.finetune.batch_size=16",
-              "--config.eval.batch_size=16", "--config.model.dtype=bfloat16", *TINY_MODEL], tmp_path)
+              "--config.eval.batch_size=16", "--config.model.dtype=bfloat16", *TINY_MODEL_FLAGS], tmp_path)
     rows = paths.read_text(f"{prefix}/livt_in1k/finetune/final_per_class.csv").splitlines()
     assert rows[0].startswith("class,name,train_count") and len(rows) == 1 + 3
     assert [int(r.split(",")[2]) for r in rows[1:]] == [12, 4, 4]  # the lists' train counts

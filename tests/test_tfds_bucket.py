@@ -16,14 +16,11 @@ from livt_jax import paths
 from livt_jax.data.sources import CacheSource, TfdsSource
 from livt_jax.tools import cache
 from tests.helpers import tfds_tiny
+from tests.helpers.common import TINY_MODEL_FLAGS
 
 pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_MODEL = ["--config.model.embed_dim=32", "--config.model.depth=2", "--config.model.num_heads=2",
-              "--config.model.decoder_embed_dim=16", "--config.model.decoder_depth=1",
-              "--config.model.decoder_num_heads=2", "--config.log_every_steps=1",
-              "--config.checkpoint.save_every_steps=5"]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +67,7 @@ def test_pod_command_trains_and_evaluates_from_the_bucket(bucket_tfds, tmp_path)
          "--config.data.image_size=32", "--config.model.patch_size=8",
          "--config.pretrain.epochs=1", "--config.finetune.epochs=1",
          "--config.pretrain.batch_size=16", "--config.finetune.batch_size=16",
-         "--config.eval.batch_size=16", *TINY_MODEL], tmp_path)
+         "--config.eval.batch_size=16", *TINY_MODEL_FLAGS], tmp_path)
     rows = paths.read_text(f"{workdir}/finetune/final_per_class.csv").splitlines()
     assert [r.split(",")[1:3] for r in rows[1:]] == [["red", "16"], ["green", "8"], ["blue", "4"]]
     evals = [r for r in paths.read_text(f"{workdir}/finetune/metrics.jsonl").splitlines()
@@ -83,7 +80,7 @@ def test_pod_command_trains_and_evaluates_from_the_bucket(bucket_tfds, tmp_path)
                "--config.data.source=tfds", f"--config.data.name={tfds_tiny.NAME}",
                f"--config.data.data_dir={bucket_tfds}", "--config.data.train_split=train",
                "--config.data.eval_split=test", "--config.data.image_size=32",
-               "--config.model.patch_size=8", "--config.eval.batch_size=16", *TINY_MODEL], tmp_path)
+               "--config.model.patch_size=8", "--config.eval.batch_size=16", *TINY_MODEL_FLAGS], tmp_path)
     assert "eval" in out.stdout and paths.exists(f"{workdir}/eval/eval_per_class.csv")
 
 

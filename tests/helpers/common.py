@@ -42,3 +42,10 @@ def torchvision_crop_box(rng, height, width, scale, ratio=(3 / 4, 4 / 3)):
         if 0 < w <= width and 0 < h <= height:
             return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
     return None
+
+
+# tiny_config as command-line overrides (for `python -m livt_jax.main` subprocesses).
+TINY_MODEL_FLAGS = ["--config.model.embed_dim=32", "--config.model.depth=2",
+                    "--config.model.num_heads=2", "--config.model.decoder_embed_dim=16",
+                    "--config.model.decoder_depth=1", "--config.model.decoder_num_heads=2",
+                    "--config.log_every_steps=1", "--config.checkpoint.save_every_steps=5"]
