@@ -134,7 +134,7 @@ def in_scratch(word: str, scratch: Path) -> str:
     return re.sub(r"(^|=)/(data|ckpt)/", lambda m: f"{m.group(1)}{scratch}/{m.group(2)}/", word)
 
 
-def how_to_run(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
+def invocation_for(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
     """(argv to run, folder to run it in) for a documented command (module docstring)."""
     argv = [in_scratch(word, scratch) for word in argv]
     program = argv[0]
@@ -247,29 +247,29 @@ def test_every_command_has_a_rule_or_a_marker(tmp_path):
     for command in COMMANDS:
         if command.needs is None:
             try:
-                how_to_run(command.argv, tmp_path)
+                invocation_for(command.argv, tmp_path)
             except NoRule as e:
                 unruled.append(f"{command}: {e}")
     assert not unruled, "\n".join(unruled)
 
 
 def test_rules_dry_run_cloud_work_and_shrink_training(tmp_path):
-    argv, cwd = how_to_run(["launch/tpu_pod.sh", "--zone", "z", "create"], tmp_path)
+    argv, cwd = invocation_for(["launch/tpu_pod.sh", "--zone", "z", "create"], tmp_path)
     assert argv[:2] == [str(REPO / "launch/tpu_pod.sh"), "--dry-run"] and cwd == tmp_path
-    argv, _ = how_to_run(["sbatch", "--nodes", "2", "launch/slurm.sbatch", "--config", "c"], tmp_path)
+    argv, _ = invocation_for(["sbatch", "--nodes", "2", "launch/slurm.sbatch", "--config", "c"], tmp_path)
     assert argv == ["bash", str(REPO / "launch/slurm.sbatch"), "--dry-run", "--nodes", "2",
                     "--config", "c"]
-    argv, _ = how_to_run(["livt-train", "--config.data.data_dir=/data/imagenet"], tmp_path)
+    argv, _ = invocation_for(["livt-train", "--config.data.data_dir=/data/imagenet"], tmp_path)
     assert argv[1] == f"--config.data.data_dir={tmp_path}/data/imagenet" and argv[2:] == TRAIN_TINY
     with pytest.raises(NoRule, match="no rule to run 'rm -rf x'"):
-        how_to_run(["rm", "-rf", "x"], tmp_path)
+        invocation_for(["rm", "-rf", "x"], tmp_path)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.path}:{c.line}" for c in COMMANDS])
 def test_doc_command_runs(command, scratch):
     if command.needs:
         pytest.skip(f"needs: {command.needs} -- {command.text}")
-    argv, cwd = how_to_run(command.argv, scratch)
+    argv, cwd = invocation_for(command.argv, scratch)
     out = procs.run(argv, cwd=cwd, env=command_env(), capture_output=True, text=True,
                     timeout=TIMEOUT_S)
     assert out.returncode == 0, (f"{command}\nran: {shlex.join(argv)}\nexit {out.returncode}\n"
