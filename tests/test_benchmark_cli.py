@@ -1,20 +1,11 @@
 """The benchmarks' bad input: one line on stderr, exit status 2, no traceback, nothing timed."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import procs
+
 pytestmark = pytest.mark.e2e  # each case runs a command
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 600  # seconds; the machine may be loaded
-
-
-def run_module(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=TIMEOUT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
 def assert_usage_error(result, *expected):
@@ -34,7 +25,7 @@ def assert_usage_error(result, *expected):
     (["--config=configs/nope.py"], ["configs/nope.py"]),
 ])
 def test_train_step_benchmark_usage_errors(args, expected):
-    assert_usage_error(run_module("livt_jax.tools.benchmark", *args), *expected)
+    assert_usage_error(procs.run_module("livt_jax.tools.benchmark", *args), *expected)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -49,5 +40,5 @@ def test_train_step_benchmark_usage_errors(args, expected):
 ])
 def test_input_pipeline_benchmark_usage_errors(tmp_path, args, expected):
     fill = lambda text: text.replace("{tmp}", str(tmp_path))  # noqa: E731
-    result = run_module("livt_jax.tools.data_benchmark", *map(fill, args))
+    result = procs.run_module("livt_jax.tools.data_benchmark", *map(fill, args))
     assert_usage_error(result, *map(fill, expected))

@@ -10,12 +10,12 @@ import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
 import pytest
+
+from tests.helpers import procs
 from PIL import Image
 
 from livt_jax.data import cache_manifest
@@ -23,14 +23,6 @@ from livt_jax.data.sources import CacheSource, SplitListSource, decode_image
 from tests.test_data_checks import snapshot
 from tests.test_data_sources import image_folder  # noqa: F401  (fixture)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 600  # seconds; the machine may be loaded
-
-
-def run_cli(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=TIMEOUT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
 def one_error_line(result):
@@ -114,7 +106,7 @@ def test_cache_of_16_bit_pngs_holds_their_high_bytes(tmp_path, source):
         write_png16(tmp_path / "images" / "train" / f"c{i % 2}" / f"{i}.png", values)
     (tmp_path / "train.txt").write_text("".join(f"train/c{i % 2}/{i}.png {i % 2}\n" for i in range(4)))
     what = f"train={tmp_path / 'train.txt'}" if source == "split_list" else "train"
-    result = run_cli("livt_jax.tools.cache", "--source", source, "--data-dir", tmp_path / "images",
+    result = procs.run_module("livt_jax.tools.cache", "--source", source, "--data-dir", tmp_path / "images",
                      "--split", what, "--out", tmp_path / "cache", "--resize-shorter", "0",
                      "--in-chans", "1")
     assert result.returncode == 0, result.stderr
@@ -154,7 +146,7 @@ def test_out_that_is_not_a_cache_is_refused_and_nothing_changes(image_folder, ki
     folder, _ = image_folder
     out = make_out(folder, kind)
     before = snapshot(folder)
-    result = run_cli("livt_jax.tools.cache", *build_args(folder, out))
+    result = procs.run_module("livt_jax.tools.cache", *build_args(folder, out))
     assert result.returncode == 2
     line = one_error_line(result)
     assert str(out) in line and "nothing was changed" in line and re.search(message, line), line
@@ -165,10 +157,10 @@ def test_out_that_is_not_a_cache_is_refused_and_nothing_changes(image_folder, ki
 def test_cache_holding_a_users_file_is_refused(image_folder):
     folder, _ = image_folder
     out = folder / "cache"
-    assert run_cli("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
+    assert procs.run_module("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
     (out / "README.md").write_text("which images these are\n")
     before = snapshot(folder)
-    result = run_cli("livt_jax.tools.cache", *build_args(folder, out))
+    result = procs.run_module("livt_jax.tools.cache", *build_args(folder, out))
     assert result.returncode == 2
     assert "is a cache that also holds ['README.md']" in one_error_line(result)
     assert snapshot(folder) == before
@@ -179,9 +171,9 @@ def test_new_empty_or_cache_folder_is_written(image_folder):
     folder, _ = image_folder
     out = folder / "cache"
     out.mkdir()  # an empty folder holds nothing to lose
-    assert run_cli("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
+    assert procs.run_module("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
     first = snapshot(out)
-    rebuilt = run_cli("livt_jax.tools.cache", *build_args(folder, out))  # replaces a cache
+    rebuilt = procs.run_module("livt_jax.tools.cache", *build_args(folder, out))  # replaces a cache
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert {k for k in snapshot(out)} == set(first)
     assert sorted(os.listdir(folder)) == ["cache", "images", "test.txt", "train.txt"]
@@ -191,7 +183,7 @@ def test_new_empty_or_cache_folder_is_written(image_folder):
 def test_failed_build_into_a_new_folder_says_nothing_was_written(image_folder):
     folder, _ = image_folder
     (folder / "images" / "class 1" / "img7.png").write_bytes(b"not a png")
-    result = run_cli("livt_jax.tools.cache", *build_args(folder, folder / "cache"))
+    result = procs.run_module("livt_jax.tools.cache", *build_args(folder, folder / "cache"))
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]  # after the progress log
     assert line.startswith("error: ") and "img7.png" in line and f"nothing was written at {folder / 'cache'}" in line, line
@@ -203,11 +195,11 @@ def test_failed_build_into_a_new_folder_says_nothing_was_written(image_folder):
 def two_caches(folder):
     """Caches 'a' and 'b' of the same shapes, 'b' from other pixels; under folder/caches."""
     caches = folder / "caches"
-    assert run_cli("livt_jax.tools.cache", *build_args(folder, caches / "a", "--in-chans", "1",
+    assert procs.run_module("livt_jax.tools.cache", *build_args(folder, caches / "a", "--in-chans", "1",
                                                         "--resize-shorter", "28")).returncode == 0
     for path in sorted((folder / "images").rglob("*.png")):
         Image.fromarray(255 - np.asarray(Image.open(path))).save(path)
-    assert run_cli("livt_jax.tools.cache", *build_args(folder, caches / "b", "--in-chans", "1",
+    assert procs.run_module("livt_jax.tools.cache", *build_args(folder, caches / "b", "--in-chans", "1",
                                                         "--resize-shorter", "28")).returncode == 0
     return caches
 
@@ -227,10 +219,10 @@ def test_swapped_cache_file_is_named_when_the_cache_opens(image_folder, tmp_path
     swap(caches / "a" / "train_images.npy", caches / "b" / "train_images.npy")
     with pytest.raises(ValueError, match=r"train_images.npy does not match the manifest's checksum"):
         CacheSource(str(caches / "a"), "train")
-    verified = run_cli("livt_jax.tools.cache", "--verify", caches / "b")
+    verified = procs.run_module("livt_jax.tools.cache", "--verify", caches / "b")
     assert verified.returncode == 1
     assert "train_images.npy do(es) not match" in one_error_line(verified)
-    result = run_cli("livt_jax.main", "--config", "configs/demo.py", "--workdir", tmp_path / "run",
+    result = procs.run_module("livt_jax.main", "--config", "configs/demo.py", "--workdir", tmp_path / "run",
                      "--config.stage=finetune", "--config.data.source=cache",
                      f"--config.data.data_dir={caches}", "--config.data.name=a",
                      "--config.data.train_split=train", "--config.data.eval_split=test",
@@ -259,7 +251,7 @@ def test_copied_cache_verifies_in_full_once_then_opens_by_stat(image_folder, cap
 def test_manifest_crc_matches_zlib_of_the_file(image_folder):
     folder, _ = image_folder
     out = folder / "cache"
-    assert run_cli("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
+    assert procs.run_module("livt_jax.tools.cache", *build_args(folder, out)).returncode == 0
     manifest = cache_manifest.read_manifest(str(out))
     for name, record in manifest["files"].items():
         data = (out / name).read_bytes()

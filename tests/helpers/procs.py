@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from typing import Sequence
 
 
@@ -66,3 +67,12 @@ def run(args: Sequence[str], *, timeout: float, **kwargs) -> subprocess.Complete
     if check:
         result.check_returncode()
     return result
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_module(module: str, *args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS...` from the repository on the CPU, output captured as text."""
+    return run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, capture_output=True,
+               text=True, timeout=timeout, env={**os.environ, "JAX_PLATFORMS": "cpu"})
