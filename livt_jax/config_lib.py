@@ -12,16 +12,15 @@ key is one line in its section. Model sizes of 0 mean "take them from `variant`"
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple
 
 import ml_collections
-from absl import flags
-from ml_collections.config_flags import config_flags  # the parser behind --config
 
 from livt_jax.config_rules import FREE, Interval, Key, above, at_least, one_of
 
@@ -290,40 +289,25 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-class _FileParser(config_flags.ConfigFileFlagParser):
-    """The `--config` flag's parser: `load_config_file`, with its one-line errors."""
-
-    def parse(self, path):  # pylint: disable=arguments-renamed
-        return load_config_file(path, lock=self._lock_config)
+_command_line_keys: frozenset[str] = frozenset()  # set only by `overrides_from_command_line`
 
 
-def define_config_flag(default: str | None, help_string: str) -> flags.FlagHolder:
-    """The absl `--config NAME|PATH[:ARG]` flag (with `--config.KEY=VALUE` overrides),
-    loaded and locked by `load_config_file`. A config that cannot be loaded is a
-    `flags.IllegalFlagValueError` caused by the `ConfigFileError` (`config_file_error`)."""
-    holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
-    flags.FLAGS[holder.name].parser = _FileParser(holder.name, lock_config=True)
-    if default is not None:
-        flags.FLAGS.set_default(holder.name, default)
-    return holder
-
-
-def config_file_error(error: flags.Error) -> Optional[str]:
-    """The one-line message of a flag error caused by a config file, else None."""
-    cause = error.__context__
-    return str(cause) if isinstance(cause, ConfigFileError) else None
+@contextlib.contextmanager
+def overrides_from_command_line(keys: frozenset[str]) -> Iterator[None]:
+    """Within it, `command_line_overrides()` is `keys`: a command (`livt-train`) runs its
+    work inside it with the dotted keys its `--config.KEY=VALUE` options set."""
+    global _command_line_keys  # pylint: disable=global-statement
+    previous, _command_line_keys = _command_line_keys, frozenset(keys)
+    try:
+        yield
+    finally:
+        _command_line_keys = previous
 
 
 def command_line_overrides() -> frozenset[str]:
-    """The dotted keys this process's `--config.KEY=VALUE` flags set (empty when no
-    absl `--config` flag was parsed, e.g. when called from Python)."""
-    from absl import flags  # pylint: disable=import-outside-toplevel
-    if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
-        return frozenset()
-    try:
-        return frozenset(config_flags.get_override_values(flags.FLAGS["config"]))
-    except TypeError:  # a --config flag of another kind
-        return frozenset()
+    """The dotted keys the running command's `--config.KEY=VALUE` options set (empty
+    outside `overrides_from_command_line`, e.g. when called from Python)."""
+    return _command_line_keys
 
 
 # ----------------------------------------------------------------------------- stage views

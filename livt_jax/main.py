@@ -1,4 +1,7 @@
-"""Command line: `livt-train --config demo|configs/demo.py --workdir DIR [--config.k=v]`.
+"""Train and evaluate: `livt-train --config NAME|PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]`.
+
+    livt-train --config demo --workdir /tmp/demo
+    livt-train --config cifar_lt:cifar10,100 --workdir DIR --config.finetune.optim.blr=5e-4
 
 `python -m livt_jax.main` is the same command.
 
@@ -11,23 +14,30 @@ while running (data, checkpoints, a locked workdir). `--traceback` shows the
 full Python traceback instead. A run stopped by SIGTERM saves a checkpoint and
 exits with status 143 (`preemption.PREEMPTED_EXIT_CODE`); the same command
 resumes it. Finished runs (and `--config.stop_after_steps` stops) exit with 0.
+Logging is at warning level (orbax's INFO line per save hidden) unless
+`--verbosity N` (absl's scale: 0 info, 1 debug) asks for more.
 """
 
 import os
 import sys
+from typing import Optional, Sequence
 
 import jax
-from absl import app, flags, logging
+from absl import logging
 
 from livt_jax import config_checks, config_lib, console, preemption, train
 
-_CONFIG = config_lib.define_config_flag(
-    None, "A shipped config (demo, cifar_lt, cifar10_lt, imagenet_lt, inat18, places_lt) or a "
-    "config file, each with an optional :ARG.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
-_TRACEBACK = flags.DEFINE_bool("traceback", False,
-                               "On an error, raise with the full traceback instead of one line.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+def build_parser() -> console.ArgumentParser:
+    """The `livt-train` (= `python -m livt_jax.main`) argument parser."""
+    parser = console.command_parser("livt-train", __doc__)
+    console.add_config_options(parser, "A shipped config or a config file, with an optional "
+                               ":ARG for its get_config.", required=True)
+    parser.add_argument("--workdir", required=True,
+                        help="directory for checkpoints, metrics and plots (local or gs://)")
+    console.add_run_options(parser)
+    return parser
+
 
 def initialize_distributed(distributed) -> None:
     """`jax.distributed.initialize`, auto-detecting the cluster unless an address is set."""
@@ -44,22 +54,20 @@ def initialize_distributed(distributed) -> None:
                                **explicit)
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return console.USAGE_ERROR
-    config = _CONFIG.value
-    if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
-        logging.set_verbosity(logging.WARNING)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `livt-train` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console.init_logging(args.verbosity)
     try:
-        if config.multihost:
-            initialize_distributed(config.distributed)
-        summary = train.train_and_evaluate(config, _WORKDIR.value)
+        if args.config.multihost:
+            initialize_distributed(args.config.distributed)
+        with config_lib.overrides_from_command_line(args.overridden):
+            summary = train.train_and_evaluate(args.config, args.workdir)
     except Exception as e:  # pylint: disable=broad-except
-        if _TRACEBACK.value:
+        if args.traceback:
             raise
         return console.report_error(e, usage=isinstance(e, config_checks.ConfigError))
-    return exit_status(summary, _WORKDIR.value)
+    return exit_status(summary, args.workdir)
 
 
 def exit_status(summary: dict, workdir: str) -> int:
@@ -72,10 +80,5 @@ def exit_status(summary: dict, workdir: str) -> int:
     return preemption.PREEMPTED_EXIT_CODE
 
 
-def run() -> None:
-    """The `livt-train` console command."""
-    console.run(main, __name__)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=console.parse_flags)
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Train-step speed: `livt-benchmark [--config ...] [--compare_torch]`.
+"""Train-step speed: `livt-benchmark [--config NAME|PATH[:ARG]] [--config.KEY=VALUE ...]
+[--stages finetune,pretrain] [--batch B] [--steps N] [--warmup N] [--dtype D] [--compare-torch]`.
 
 `python -m livt_jax.tools.benchmark` is the same command.
 
@@ -8,48 +9,55 @@ layer-wise decay, gradient accumulation, donated state) on device-resident
 random batches, and prints one table per stage:
 device, images/s, step ms, MFU from analytic matmul FLOPs and from XLA's
 cost analysis (both against a bf16 GEMM peak measured on the same card),
-and peak device memory. With `--compare_torch` the timm/PyTorch reference
+and peak device memory. With `--compare-torch` the timm/PyTorch reference
 step (eager, bf16 autocast, AdamW) is timed in the same run.
 
 Defaults: ViT-B/16 BFT and MAE-B MGP at 224 px, global batch 256, bf16
 compute (the reference figures in docs/PERFORMANCE.md). With `--config.data.device_augment=True`
 the step takes uint8 images (side S/0.875) and runs the stage's whole train
 augmentation on the device (BFT: crop, flip, RandAugment, erasing), as training
-from a cache does. A benchmark, not a test.
+from a cache does. A benchmark, not a test. Errors end with one line: exit 2 for
+an option or a config that does not load or check, 1 for a failure while
+building or timing the step (`--traceback` raises instead).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 
-from livt_jax import config_checks, config_lib, console, mesh as mesh_lib, stage as stage_lib
+from livt_jax import config_checks, console, mesh as mesh_lib, stage as stage_lib
 from livt_jax.config_lib import stage_image_size
 from livt_jax.models import factory
 
 DEFAULT_CONFIG = "imagenet_lt"
-_CONFIG = config_lib.define_config_flag(
-    None, "Config whose model/optimizer are timed (a shipped name or a file, [:ARG]; "
-    f"default {DEFAULT_CONFIG}).")
-_STAGES = flags.DEFINE_list("stages", ["finetune", "pretrain"],
-                            f"Stages to time, of {stage_lib.TRAIN_STAGES}.")
-_BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.", lower_bound=1)
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).", lower_bound=1)
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation included).",
-                               lower_bound=0)
-_DTYPE = flags.DEFINE_string("dtype", "bfloat16", "Compute dtype (overrides model.dtype).")
-_COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time the timm/PyTorch step.")
-_TRACEBACK = flags.DEFINE_bool("traceback", False,
-                               "On an error, raise with the full traceback instead of one line.")
-flags.register_validator(
-    "stages", lambda stages: bool(stages) and set(stages) <= set(stage_lib.TRAIN_STAGES),
-    message=f"expected stages of {stage_lib.TRAIN_STAGES}, comma-separated")
+
+
+def build_parser() -> console.ArgumentParser:
+    """The `livt-benchmark` (= `python -m livt_jax.tools.benchmark`) argument parser."""
+    parser = console.command_parser("livt-benchmark", __doc__)
+    console.add_config_options(parser, "Config whose model and optimizer are timed (default "
+                               f"{DEFAULT_CONFIG}).", default=DEFAULT_CONFIG)
+    parser.add_argument("--stages", type=console.names_of(stage_lib.TRAIN_STAGES),
+                        default=["finetune", "pretrain"],
+                        help=f"stages to time, comma-separated, of {stage_lib.TRAIN_STAGES}")
+    parser.add_argument("--batch", type=console.int_at_least(1), default=256,
+                        help="global batch size (default 256)")
+    parser.add_argument("--steps", type=console.int_at_least(1), default=20,
+                        help="timed steps, after warm-up (default 20)")
+    parser.add_argument("--warmup", type=console.int_at_least(0), default=3,
+                        help="untimed steps first, compilation included (default 3)")
+    parser.add_argument("--dtype", default="bfloat16",
+                        help="compute dtype, overrides model.dtype (default bfloat16)")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time the timm/PyTorch step")
+    console.add_run_options(parser)
+    return parser
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -205,43 +213,24 @@ def format_table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv) -> int:
-    """Errors end with one line (`console.report_error`): exit 2 for a flag or a config
-    file that does not load (`console.parse_flags` for the flags), 1 for a failure while
-    building or timing the step."""
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return console.USAGE_ERROR
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `livt-benchmark` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console.init_logging(args.verbosity)
     try:
-        config = _CONFIG.value.copy_and_resolve_references()
-        config.model.dtype = _DTYPE.value
-    except Exception as e:  # pylint: disable=broad-except  # a config file that does not load
-        return _fail(e, usage=True)
-    try:
-        rows = [benchmark_stage(config, stage, _BATCH.value, _STEPS.value, _WARMUP.value)
-                for stage in _STAGES.value]
-        if _COMPARE_TORCH.value:
-            rows.append(torch_reference(config, _BATCH.value, _STEPS.value, _WARMUP.value))
+        config = args.config.copy_and_resolve_references()
+        config.model.dtype = args.dtype
+        rows = [benchmark_stage(config, stage, args.batch, args.steps, args.warmup)
+                for stage in args.stages]
+        if args.compare_torch:
+            rows.append(torch_reference(config, args.batch, args.steps, args.warmup))
         print(format_table(rows, gemm_peak_flops()), flush=True)
     except Exception as e:  # pylint: disable=broad-except
-        return _fail(e, usage=isinstance(e, config_checks.ConfigError))
+        if args.traceback:
+            raise
+        return console.report_error(e, usage=isinstance(e, config_checks.ConfigError))
     return 0
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    return console.parse_flags(argv, default_config=DEFAULT_CONFIG)
-
-
-def _fail(error: Exception, usage: bool) -> int:
-    if _TRACEBACK.value:
-        raise error
-    return console.report_error(error, usage)
-
-
-def run() -> None:
-    """The `livt-benchmark` console command."""
-    console.run(main, __name__, flags_parser=_parse_flags)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    sys.exit(main())
