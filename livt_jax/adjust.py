@@ -32,7 +32,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import metrics, paths, report
+from livt_jax import console, metrics, paths, report
 
 METHODS = ("logit_adjust", "balanced", "temperature")
 GRIDS = {"logit_adjust": tuple(np.round(np.arange(0.0, 2.01, 0.25), 2)),
@@ -183,12 +183,9 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> console.ArgumentParser:
     """The `livt-adjust` (= `python -m livt_jax.adjust`) argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="livt-adjust", description="Re-score saved eval logits (post-hoc logit adjustment, "
-        "Bal-BCE's balanced rule, temperature) with the value chosen on a validation file and "
-        "applied to a test file.")
+    parser = console.command_parser("livt-adjust", __doc__)
     parser.add_argument("val", help="logits file of a validation split (the value is chosen "
                         "here)")
     parser.add_argument("test", help="logits file of the test split (only scored)")
@@ -225,7 +222,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = run(args.method, args.val, args.test, grid=args.grid, value=args.value)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR
     print(format_report(args.method, result))
     return 0
 

@@ -41,7 +41,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from livt_jax import checkpoint, description, mesh as mesh_lib, paths
+from livt_jax import checkpoint, console, description, mesh as mesh_lib, paths
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.data.sources import decode_image, read_split_list
@@ -51,7 +51,6 @@ from livt_jax.models import factory
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 SPLIT_LIST_SUFFIX = ".txt"
 FORMATS = (".csv", ".jsonl")
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
 
 class BadImageError(ValueError):
@@ -280,20 +279,17 @@ def predict(args: argparse.Namespace, started: float) -> dict:
     return stats
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> console.ArgumentParser:
     """The `livt-predict` (= `python -m livt_jax.predict`) argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="livt-predict", description="Classify images with a livt-jax classifier export: "
-        "top-k class names and probabilities (softmax of the logits) per image, as CSV or "
-        "JSONL (also run as `python -m livt_jax.predict`).")
+    parser = console.command_parser("livt-predict", __doc__)
     parser.add_argument("export", help="classifier export folder (WORKDIR/finetune/export)")
     parser.add_argument("inputs", nargs="+",
                         help="image files, folders (recursive) or split lists (.txt); local or "
                         "gs://")
-    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--top-k", type=console.int_at_least(1), default=5, help="classes per image (default 5)")
     parser.add_argument("--out", help="output file ending in .csv or .jsonl, local or gs:// "
                         "(default: CSV on stdout)")
-    parser.add_argument("--batch-size", type=int, default=64,
+    parser.add_argument("--batch-size", type=console.int_at_least(1), default=64,
                         help="images per forward pass, rounded up to a multiple of the devices")
     parser.add_argument("--bad-images", choices=("skip", "stop"), default="skip",
                         help="an image that does not decode: report and skip it (default), or "
@@ -307,19 +303,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     """The `livt-predict` command; returns the exit status."""
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
-    for name in ("top_k", "batch_size"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} {getattr(args, name)}: expected an "
-                  "integer >= 1", file=sys.stderr)
-            return USAGE_ERROR
     try:
         predict(args, started)
     except BadImageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return RUNTIME_ERROR
+        return console.RUNTIME_ERROR
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return USAGE_ERROR
+        return console.USAGE_ERROR
     return 0
 
 

@@ -19,12 +19,12 @@ hold decides the test (every difference is A − B in accuracy points):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Optional, Sequence
 
+from livt_jax import console
 from livt_jax.experiments import stats
 
 LABELS = {
@@ -196,7 +196,7 @@ def all_rows(results_dir: str) -> list[dict]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.ablation_stats", __doc__)
     parser.add_argument("--results-dir", default="docs/results")
     args = parser.parse_args(argv)
     try:

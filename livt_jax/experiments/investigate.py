@@ -13,11 +13,11 @@ reference only) final test metrics.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from typing import Any, Optional, Sequence
 
+from livt_jax import console
 from livt_jax.experiments import runner, validation
 from livt_jax.experiments import study_report as sr
 from livt_jax.experiments.configs import animal_mnist as study_config
@@ -40,7 +40,7 @@ BASELINES = ("bal_ce-mgp-instance", "bal_bce-mgp-instance")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.investigate", __doc__)
     parser.add_argument("--study", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", default="0,1")

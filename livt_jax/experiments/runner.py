@@ -15,7 +15,6 @@ resumes from its checkpoint). Aggregation and tables: `experiments/study_report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ import time
 import traceback
 from typing import Any, Mapping, Optional, Sequence
 
-from livt_jax import report
+from livt_jax import console, report
 from livt_jax.experiments.configs import animal_mnist as study_config
 
 
@@ -135,7 +134,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.runner", __doc__)
     parser.add_argument("--study", default="ablation", help="'ablation' or 'tau'")
     parser.add_argument("--imbalance-ratio", type=float, default=100.0)
     parser.add_argument("--seeds", default="0,1,2")

@@ -15,12 +15,12 @@ the records can be committed as the study goes. Tables: `study_render`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from typing import Any, Optional, Sequence
 
+from livt_jax import console
 from livt_jax.experiments import runner
 from livt_jax.experiments.configs import cifar10_lt as study
 from livt_jax.experiments.hyper import set_key
@@ -107,7 +107,7 @@ class Study:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.study", __doc__)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True, help="the runs (checkpoints, exports)")
     parser.add_argument("--results", required=True, help="the per-run records (JSON)")

@@ -13,7 +13,6 @@ final epoch; the claims compare selected models, paired by seed.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import report
+from livt_jax import console, report
 from livt_jax.experiments import stats
 from livt_jax.experiments.configs import cifar10_lt as study
 
@@ -190,7 +189,7 @@ def replace_section(markdown: str, section: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.study_render", __doc__)
     parser.add_argument("--results", required=True, help="the study's records folder")
     parser.add_argument("--markdown", default="", help="file whose marked section is rewritten")
     parser.add_argument("--plot", default="", help="where to write the convergence plot (PNG)")

@@ -13,7 +13,6 @@ the study (`experiments/configs/animal_mnist.py`), writes `OUT/results.json`
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import report
+from livt_jax import console, report
 from livt_jax.experiments.configs import animal_mnist as study_config
 from livt_jax.experiments.configs.animal_mnist import LOSS_LABELS, Arm
 from livt_jax.experiments.runner import parse_seeds, read_json, write_json
@@ -256,7 +255,7 @@ def timing(out: str, seeds: Sequence[int], arms: Sequence[Arm]) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.study_report", __doc__)
     parser.add_argument("--study", default="ablation")
     parser.add_argument("--imbalance-ratio", type=float, default=100.0)
     parser.add_argument("--seeds", default="0,1,2")

@@ -24,14 +24,13 @@ Writes `OUT/tau_study.{json,md}` and, with `--results-dir`, `tau_ir{IR}.json`,
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import metrics, report
+from livt_jax import console, metrics, report
 from livt_jax.adjust import balanced_rule_scores
 from livt_jax.experiments import runner
 from livt_jax.experiments import study_report as sr
@@ -325,7 +324,7 @@ def study_time(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.tau_study", __doc__)
     parser.add_argument("--out", required=True, help="the τ study folder")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--head-share", default="",

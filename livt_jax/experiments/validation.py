@@ -14,13 +14,13 @@ split.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
+from livt_jax import console
 from livt_jax.data import pipeline
 from livt_jax.data.sources import SubsetSource
 
@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import ml_collections
 
     from livt_jax.experiments import study_report as sr
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.experiments.validation", __doc__)
     parser.add_argument("--out", required=True, help="a study folder (seed*/ARM/summary.json)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--per-class", type=int, default=100)

@@ -223,8 +223,7 @@ def verify_cache(folder: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = console.ArgumentParser(prog="livt-cache", description=__doc__.split("\n\n")[0]
-                                     + " (also run as `python -m livt_jax.tools.cache`)")
+    parser = console.command_parser("livt-cache", __doc__)
     parser.add_argument("--source", choices=CACHE_SOURCES)
     parser.add_argument("--name", default="", help="tfds dataset name")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir / image root / pickles folder")

@@ -54,7 +54,7 @@ import argparse
 import sys
 from typing import Any
 
-from livt_jax import description, paths
+from livt_jax import console, description, paths
 from livt_jax.checkpoint import load_params_export, save_params_export
 from livt_jax.models.timm_convert import (KINDS, detect_kind, model_shapes, params_from_state_dict,
                                           reorder_inat_head, state_dict_from_params)
@@ -169,14 +169,9 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--decoder-num-heads", type=int, help="MAE only (default 16)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> console.ArgumentParser:
     """The ``livt-convert`` (= ``python -m livt_jax.tools.convert``) argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="livt-convert",
-        description="Convert LiVT/MAE/timm PyTorch checkpoints to and from livt-jax "
-        "params exports (also run as `python -m livt_jax.tools.convert`). .safetensors files "
-        "need no torch; .pth files need the torch extra.",
-    )
+    parser = console.command_parser("livt-convert", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     jax_p = sub.add_parser("to-jax", help="torch .pth/.safetensors -> orbax params export")
     jax_p.add_argument("src", help="a .pth ({'model': sd, ...} or bare) or .safetensors file")

@@ -7,6 +7,9 @@ Usage::
   python -m livt_jax.tools.data_benchmark --synthetic 2000,256 --image-size 224   # a 256-px cache
   python -m livt_jax.tools.data_benchmark --synthetic 1000,256 --image-size 224 --augment-on host,device --cpu-time
 
+``--config NAME|PATH[:ARG]`` reads the data and the stage's augmentation from a
+config (``--config.KEY=VALUE`` overrides any key, as for ``livt-train``); without
+it, the options below describe the data.
 ``--synthetic N,R`` writes N random R x R RGB images into a temporary cache
 folder and reads them back memory-mapped, as a stand-in for a cached large
 dataset. Times ``--steps`` batches after two warm-up batches, in-process
@@ -43,11 +46,6 @@ from livt_jax import config_lib, console
 from livt_jax.data import augment, pipeline
 from livt_jax.data.cache_manifest import write_manifest
 from livt_jax.data.sources import CacheSource, cache_files
-
-
-def config_from_file(spec: str, stage: str) -> ml_collections.ConfigDict:
-    """``PATH[:ARG]`` -> the ``{'data', 'aug'}`` view of ``stage`` (as the trainer builds it)."""
-    return config_lib.stage_data_config(config_lib.load_config_file(spec), stage)
 
 
 def config_from_flags(args) -> ml_collections.ConfigDict:
@@ -118,35 +116,20 @@ def time_timm(config, images: np.ndarray, num_images: int, clock=time.perf_count
     return timm_transform.images_per_second(transform, images[:num_images], clock=clock)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
-def _names_of(allowed: tuple[str, ...]):
-    """An argparse type: a comma-separated list of names from ``allowed``."""
-    def parse(text: str) -> list[str]:
-        names = text.split(",")
-        if bad := [n for n in names if n not in allowed]:
-            raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {allowed}")
-        return names
-    return parse
-
-
 def _synthetic(text: str) -> tuple[int, int]:
     try:
-        num_images, side = (_positive_int(v) for v in text.split(","))
+        num_images, side = (console.int_at_least(1)(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError) as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not N,R with N, R > 0") from e
     return num_images, side
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The flags; a bad one ends with one line and exit status 2 (``console.ArgumentParser``)."""
-    parser = console.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="config file PATH[:ARG] (else the flags below)")
+    """The options; a bad one ends with one line and exit status 2 (``console.ArgumentParser``).
+    ``args.config``: the loaded config (``--config`` and its ``--config.KEY=VALUE`` overrides), or None."""
+    parser = console.command_parser("python -m livt_jax.tools.data_benchmark", __doc__)
+    console.add_config_options(parser, "Config whose data and stage augmentation are read "
+                               "(else the options below).")
     parser.add_argument("--stage", default="finetune", choices=("pretrain", "finetune"))
     parser.add_argument("--source", default="animal_mnist")
     parser.add_argument("--name", default="")
@@ -154,17 +137,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--imbalance-ratio", type=float, default=1.0)
-    parser.add_argument("--image-size", type=_positive_int, default=28)
+    parser.add_argument("--image-size", type=console.int_at_least(1), default=28)
     parser.add_argument("--in-chans", type=int, default=1, choices=(1, 3))
     parser.add_argument("--sampler", default="instance")
     parser.add_argument("--synthetic", type=_synthetic,
                         help="N,R: N random R x R RGB images in a temporary cache")
-    parser.add_argument("--batch-size", type=_positive_int, default=256)
-    parser.add_argument("--steps", type=_positive_int, default=20)
+    parser.add_argument("--batch-size", type=console.int_at_least(1), default=256)
+    parser.add_argument("--steps", type=console.int_at_least(1), default=20)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--kinds", type=_names_of(augment.AUG_KINDS), default="mgp,bft",
+    parser.add_argument("--kinds", type=console.names_of(augment.AUG_KINDS), default="mgp,bft",
                         help="augmentation kinds to time")
-    parser.add_argument("--augment-on", type=_names_of(("host", "device")), default="host",
+    parser.add_argument("--augment-on", type=console.names_of(("host", "device")), default="host",
                         help="host,device: where the augmentation runs (device = data.device_augment: "
                              "the loader only reads and stacks uint8 images)")
     parser.add_argument("--cpu-time", action="store_true",
@@ -180,7 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def open_data(args, folder: str) -> tuple[ml_collections.ConfigDict, Any, str]:
     """(the data config, the source to read, its label in the table); a synthetic cache
     is written into ``folder``."""
-    config = config_from_file(args.config, args.stage) if args.config else config_from_flags(args)
+    config = (config_lib.stage_data_config(args.config, args.stage) if args.config
+              else config_from_flags(args))
     config.data.worker_count = args.workers
     if not args.synthetic:
         return config, pipeline.load_sources(config.data).train, config.data.source

@@ -24,7 +24,6 @@ CPU rehearsal (a 32-wide ViT; cuDNN rows fall back to XLA with padding, and say 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import importlib.metadata
@@ -43,6 +42,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from livt_jax import console
 from livt_jax.config_lib import load_config_file, stage_image_size
 from livt_jax.models import factory
 from livt_jax.tools import benchmark
@@ -315,7 +315,7 @@ def run_main(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.command_parser("python -m livt_jax.tools.device_bench", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="every section (or --only), results into --out")
     run.add_argument("--out", required=True, help="folder for results.json and results.md")
