@@ -126,17 +126,19 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return rest, overrides
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> frozenset[str]:
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> None:
     """Sets each `{dotted key: value text}` on `config` (locked or not; a key holding a
-    FieldReference has its reference set); returns the dotted keys set."""
+    FieldReference has its reference set)."""
     for key, text in overrides.items():
         value = parse_value(key, text)
         *sections, name = key.split(".")
         section = config
         for part in sections:
             section = section[part]
-        section[name] = value
-    return frozenset(overrides)
+        try:
+            section[name] = value
+        except TypeError as e:  # the config file gave the key a value of another type
+            raise UsageError(f"{OVERRIDE_PREFIX}{key}={text}: {one_line(e)}") from None
 
 
 def load_config(spec: str | None, overrides: dict[str, str]) -> ml_collections.ConfigDict | None:

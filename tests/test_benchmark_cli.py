@@ -21,7 +21,9 @@ def assert_usage_error(result, *expected):
     (["--config.model.varient=B"], ["unknown config key 'model.varient'", "'model.variant'"]),
     (["--config=configs/demo.py", "--config.finetune.blr=1"], ["did you mean 'finetune.optim.blr'"]),
     (["--stages=finetune,eval"], ["--stages", "('pretrain', 'finetune')"]),
-    (["--batch=0"], ["--batch=0"]),
+    (["--batch=0"], ["--batch", "0 must be >= 1"]),
+    (["--compare_torch"], ["unrecognized arguments: --compare_torch"]),
+    (["--config.finetune.optim.blr=fast"], ["--config.finetune.optim.blr=fast: expected a number"]),
     (["--config=configs/nope.py"], ["configs/nope.py"]),
 ])
 def test_train_step_benchmark_usage_errors(args, expected):
@@ -32,11 +34,15 @@ def test_train_step_benchmark_usage_errors(args, expected):
     (["--imge-size", "3"], ["unrecognized arguments: --imge-size"]),
     (["--kinds", "mgp,bfr"], ["--kinds", "'bfr' is not one of ('mgp', 'bft')"]),
     (["--stage", "eval"], ["--stage", "'eval'"]),
-    (["--batch-size", "0"], ["--batch-size", "0 must be > 0"]),
+    (["--batch-size", "0"], ["--batch-size", "0 must be >= 1"]),
     (["--synthetic", "100"], ["--synthetic", "'100' is not N,R"]),
     (["--data-dir", "{tmp}/nowhere"], ["{tmp}/nowhere"]),
     (["--source", "split_list", "--data-dir", "{tmp}/nowhere"], ["split list 'train' not found"]),
     (["--config", "{tmp}/nope.py"], ["config file '{tmp}/nope.py' not found"]),
+    (["--config", "demo", "--config.data.imbalance_ratio=ten"],
+     ["--config.data.imbalance_ratio=ten: expected a number"]),
+    (["--config", "demo", "--config.data.imbalanc_ratio=10"],
+     ["unknown config key 'data.imbalanc_ratio'"]),
 ])
 def test_input_pipeline_benchmark_usage_errors(tmp_path, args, expected):
     fill = lambda text: text.replace("{tmp}", str(tmp_path))  # noqa: E731

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from livt_jax import checkpoint, description, mesh as mesh_lib, stage, train
+from livt_jax import checkpoint, config_checks, config_lib, description, mesh as mesh_lib, stage, train
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator
@@ -129,3 +129,22 @@ def test_a_flag_contradicting_the_description_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model.depth=3 but the export has 2")
     assert "model.embed_dim" not in lines[0]  # agreeing flags are fine
+
+
+def test_a_differing_value_is_an_error_only_for_a_command_line_key(tmp_path):
+    """Called from Python no key was given on the command line: the export's value wins;
+    inside `overrides_from_command_line` with the key, it is a ConfigError naming both."""
+    export = tmp_path / "export"
+    write_export(export, tiny_config())
+    found = description.read(str(export))
+    config = eval_config(export, depth=3)
+    applied = description.apply(config, found, description.EVAL_KEYS, stage="finetune",
+                                source=str(export))
+    assert applied.model.depth == 2
+    with config_lib.overrides_from_command_line(frozenset({"model.depth"})):
+        with pytest.raises(config_checks.ConfigError, match="model.depth=3 but the export has 2"):
+            description.apply(config, found, description.EVAL_KEYS, stage="finetune",
+                              source=str(export))
+    with config_lib.overrides_from_command_line(frozenset({"model.embed_dim"})):
+        assert description.apply(config, found, description.EVAL_KEYS, stage="finetune",
+                                 source=str(export)).model.depth == 2

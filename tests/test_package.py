@@ -28,10 +28,12 @@ HEAVY = ("torch", "tensorflow", "timm")
 # they need the `torch` extra at import, and the rest of the package imports them lazily.
 TORCH_MODULES = {"livt_jax.tools.torch_reference"}
 COMMANDS = {  # console command -> text its --help must show
-    "livt-train": ["livt-train --config", "--workdir"],
+    "livt-train": ["usage: livt-train", "Train and evaluate", "--workdir", "--verbosity"],
     "livt-convert": ["usage: livt-convert", "to-jax", "to-torch"],
-    "livt-benchmark": ["livt-benchmark", "compare_torch"],
+    "livt-benchmark": ["usage: livt-benchmark", "--compare-torch", "Train-step speed"],
     "livt-cache": ["usage: livt-cache", "--resize-shorter"],
+    "livt-predict": ["usage: livt-predict", "Classify image files", "--top-k"],
+    "livt-adjust": ["usage: livt-adjust", "Re-score saved eval logits", "--method"],
 }
 
 

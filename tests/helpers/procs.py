@@ -76,3 +76,14 @@ def run_module(module: str, *args, timeout: float = 600) -> subprocess.Completed
     """`python -m MODULE ARGS...` from the repository on the CPU, output captured as text."""
     return run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, capture_output=True,
                text=True, timeout=timeout, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def run_train(tmp_path, *overrides, config: str = "configs/demo.py", devices: int = 8
+              ) -> subprocess.CompletedProcess:
+    """`python -m livt_jax.main --config CONFIG --workdir TMP/run OVERRIDES...` on `devices`
+    fake CPU devices, output captured as text."""
+    return run([sys.executable, "-m", "livt_jax.main", "--config", config,
+                "--workdir", str(tmp_path / "run"), *overrides],
+               cwd=REPO, capture_output=True, text=True, timeout=600,
+               env={**os.environ, "JAX_PLATFORMS": "cpu",
+                    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
