@@ -158,7 +158,7 @@ def render(results: str, plot: str = "") -> str:
         f"Seeds: {', '.join(map(str, seeds))}. Records: `docs/results/cifar10_lt/` (one JSON per run: "
         "per-class test accuracy, the validation history, the settings, the wall time). "
         "Rendered by `python -m livt_jax.experiments.study_render`.",
-        f"Tuning (seed {study.TUNE_SEED}, LiVT arm, validation only): `{choice['key']}` "
+        f"Tuning (seed {study.TUNING.seed}, LiVT arm, validation only): `{choice['key']}` "
         f"{grid} (validation top-1 of the best epoch) → **{choice['value']:g}** for every arm.",
         "### Test accuracy of the model selected on validation (mean ± std over seeds)",
         arm_table(records, "best"),
