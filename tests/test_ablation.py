@@ -1,4 +1,4 @@
-"""The studies' arms and configs, the runner's arm selection, the report's
+"""The Animal-MNIST studies' arms and configs, the driver's arm selection, the report's
 aggregation and tables (no training)."""
 
 import json
@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from livt_jax.experiments import hyper, runner
+from livt_jax.experiments import definition, hyper
 from livt_jax.experiments import study_report as sr
 from livt_jax.experiments.configs import animal_mnist as am
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ABLATION = am.get_hyper("ablation")
+ABLATION = {name: [am.Arm.of(o) for o in group]
+            for name, group in am.get_hyper("ablation").items()}
 
 
 def test_sweeps():
@@ -26,6 +27,11 @@ def test_sweeps():
 
 
 def test_every_comparison_is_present():
+    raw = am.get_hyper("ablation")
+    assert raw["init"] == [  # dotted overrides, MGP init standing for the seed's export
+        {**am.ARM_DEFAULTS, "finetune.loss": "bal_bce"},
+        {**am.ARM_DEFAULTS, "finetune.loss": "bal_bce", "finetune.init_from": ""}]
+    assert raw["init"][0]["finetune.init_from"] == definition.MGP_EXPORT
     groups = ABLATION
     assert {a.loss for a in groups["loss"]} == {"ce", "bce", "bal_ce", "bal_bce"}
     assert all(a.init == "mgp" and a.sampler == "instance" for a in groups["loss"])
@@ -45,16 +51,20 @@ def test_shared_arms_run_once():
         assert set(group) <= set(arms)
     shared = am.Arm("bal_bce")  # used by all three comparisons
     assert all(shared in group for group in ABLATION.values())
-    assert am.arm_list({"a": [am.Arm("ce"), am.Arm("bce")], "b": [am.Arm("bce")]}) == [
-        am.Arm("ce"), am.Arm("bce")]
+    ce, bce = am.Arm("ce").overrides, am.Arm("bce").overrides
+    assert am.arm_list({"a": [ce, bce], "b": [bce]}) == [am.Arm("ce"), am.Arm("bce")]
     # the run folders of the stored study keep their names
     assert [a.name for a in arms] == [
         "ce-mgp-instance", "bce-mgp-instance", "bal_ce-mgp-instance", "bal_bce-mgp-instance",
         "bal_bce-scratch-instance", "ce-mgp-class_balanced", "bal_bce-mgp-class_balanced"]
-    assert runner.select_arms(arms, " ce-mgp-instance,") == [am.Arm("ce")]
-    assert runner.select_arms(arms, "") == arms
-    with pytest.raises(ValueError, match="nope"):
-        runner.select_arms(arms, "nope")
+    study = definition.get_study("ablation")
+    assert list(study.arms) == [a.name for a in arms]
+    assert [am.Arm.of(o) for o in study.arms.values()] == arms
+    assert study.select_arms(" bce-mgp-instance,ce-mgp-instance") == [  # study order
+        "ce-mgp-instance", "bce-mgp-instance"]
+    assert study.select_arms("") == [a.name for a in arms]
+    with pytest.raises(ValueError, match="unknown arm.*nope"):
+        study.select_arms("ce-mgp-instance,nope")
 
 
 def test_tau_study_arms():
@@ -200,5 +210,7 @@ def test_collect_table_and_plots(tmp_path):
         assert os.path.getsize(os.path.join(docs, name)) > 0
     assert "Final epoch" in open(os.path.join(out, "results.md")).read()
     # --aggregate-only goes through the same path from the command line
-    assert sr.main(["--out", root, "--seeds", "0,1", "--imbalance-ratio", "10"]) == 0
-    assert os.path.exists(os.path.join(root, "results.json"))
+    assert sr.main(["--out", root, "--seeds", "0,1", "--study", "ablation:10"]) == 0
+    stored = json.load(open(os.path.join(root, "results.json")))
+    assert stored["arms"]["ce-mgp-instance"]["final"]["top1"]["mean"] == pytest.approx(51.0)
+    assert "IR 10" in open(os.path.join(root, "results.md")).read()
