@@ -44,7 +44,7 @@ def test_every_comparison_is_present():
 
 
 def test_shared_arms_run_once():
-    arms = am.arm_list(ABLATION)
+    arms = am.arm_list(am.get_hyper("ablation"))
     assert len(arms) == len(set(arms)) == 7  # 4 losses + scratch + 2 class-balanced
     assert len({a.name for a in arms}) == 7
     for group in ABLATION.values():
@@ -89,7 +89,7 @@ def test_stored_studies_reproduce():
             stored = json.load(f)
         assert stored["imbalance_ratio"] == ir
         assert json.loads(json.dumps(am.STUDY_OVERRIDES)) == stored["study_overrides"]
-        assert set(stored["arms"]) == {a.name for a in am.arm_list(ABLATION)}
+        assert set(stored["arms"]) == {a.name for a in am.arm_list(am.get_hyper("ablation"))}
         config = am.get_config(ir)
         assert config.data.source == "animal_mnist" and config.data.imbalance_ratio == ir
         assert (config.data.image_size, config.data.in_chans) == (28, 1)
@@ -98,7 +98,7 @@ def test_stored_studies_reproduce():
 def test_configs_share_one_schedule():
     mgp = "/tmp/mgp/export"
     configs = {a: am.build_config(100, 1, "finetune", arm=a, mgp_export=mgp)
-               for a in am.arm_list(ABLATION)}
+               for a in am.arm_list(am.get_hyper("ablation"))}
     signatures = [json.dumps(am.schedule_signature(c), sort_keys=True) for c in configs.values()]
     assert len(set(signatures)) == 1
     for arm, c in configs.items():
@@ -172,7 +172,7 @@ def _write_run(root, seed, arm, top1, counts=(800, 100, 8)):
 
 def test_collect_table_and_plots(tmp_path):
     root = str(tmp_path / "study")
-    arms = am.arm_list(ABLATION)
+    arms = am.arm_list(am.get_hyper("ablation"))
     for seed, offset in ((0, 0.0), (1, 2.0)):
         for i, arm in enumerate(arms):
             if arm.name == "bce-mgp-instance" and seed == 1:
