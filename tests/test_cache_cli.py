@@ -20,8 +20,7 @@ from PIL import Image
 
 from livt_jax.data import cache_manifest
 from livt_jax.data.sources import CacheSource, SplitListSource, decode_image
-from tests.test_data_checks import snapshot
-from tests.test_data_sources import image_folder  # noqa: F401  (fixture)
+from tests.helpers.common import snapshot
 
 
 

@@ -54,6 +54,7 @@ def test_config_file_errors_are_one_line(tmp_path, text, arg, message):
     assert "Traceback" not in line and not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_a_failed_first_run_leaves_the_workdir_free_until_a_checkpoint_binds_it(tmp_path):
     workdir = tmp_path / "run"
     # 1. A value outside its set: refused before anything is written.

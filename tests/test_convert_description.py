@@ -9,8 +9,8 @@ import pytest
 
 from livt_jax import checkpoint, description, train
 from livt_jax.tools import convert
-from tests.test_description import eval_config, write_export
-from tests.test_train import tiny_config
+from tests.helpers.exports import eval_config, write_export
+from tests.helpers.common import tiny_config
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from livt_jax.data import pipeline
 from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, SplitListSource
-from tests.test_data_sources import data_config, image_folder  # noqa: F401  (fixture)
+from tests.helpers.common import data_config, snapshot
 
 
 def lists_config(folder, **overrides):
@@ -30,9 +30,7 @@ def truncate_half(path):
     open(path, "wb").write(data[: len(data) // 2])
 
 
-def snapshot(folder):
-    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
-            for root, _, names in os.walk(folder) for name in names}
+
 
 
 # ----------------------------------------------------------------------------- labels

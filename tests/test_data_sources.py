@@ -4,45 +4,14 @@ import gzip
 import pickle
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
-from livt_jax import config_lib
 from livt_jax.data import animal_mnist, pipeline
 from livt_jax.tools import cache
 from livt_jax.data.sources import CacheSource, SplitListSource, read_split_list
-
-
-def data_config(**overrides):
-    """config.data (every declared key) for small split-list tests, plus the stage sampler."""
-    d = config_lib.base_config().data.to_dict()
-    d.update(source="split_list", train_split="train", eval_split="test", image_size=16,
-             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), sampler="instance")
-    d.update(overrides)
-    return ml_collections.ConfigDict(d)
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """Eight small images (PNG RGB, PNG gray, JPEG) in class folders, with split lists."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    arrays, lines = {}, {"train": [], "test": []}
-    for i in range(8):
-        label = i % 3
-        folder = root / f"class {label}"  # a space in the path
-        folder.mkdir(parents=True, exist_ok=True)
-        shape = (10 + i, 14 + 2 * i, 3) if i % 4 != 1 else (12, 9)
-        array = rng.integers(0, 256, shape, dtype=np.uint8)
-        name = f"img{i}.jpg" if i % 4 == 2 else f"img{i}.png"
-        Image.fromarray(array).save(folder / name)
-        arrays[f"class {label}/{name}"] = array
-        lines["train" if i < 6 else "test"].append(f"class {label}/{name} {label}")
-    for split, split_lines in lines.items():
-        (tmp_path / f"{split}.txt").write_text("\n".join(split_lines) + "\n\n")
-    return tmp_path, arrays
+from tests.helpers.common import data_config
 
 
 def test_split_list_source(image_folder):

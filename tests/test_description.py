@@ -12,31 +12,10 @@ from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator
 from livt_jax.models import factory
-from tests.test_init_exports import random_params
-from tests.test_train import tiny_config
+from tests.helpers.common import tiny_config
+from tests.helpers.exports import eval_config, random_params, write_export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_export(path, config, kind="vit", seed=1):
-    """A randomly initialised export of `config`'s model with its description; its params."""
-    train_source = pipeline.load_sources(stage_data_config(config, "finetune").data).train
-    if kind == "vit":
-        model = factory.build_vit(config, train_source.num_classes, 28, 0.0)
-    else:
-        model = factory.build_mae(config, 28)
-    params = random_params(model, seed)
-    checkpoint.save_params_export(str(path), params)
-    description.write(str(path), description.describe(
-        config, "finetune" if kind == "vit" else "pretrain", train_source))
-    return params
-
-
-def eval_config(export, **model):
-    config = tiny_config()
-    config.model.update(model)
-    config.stage, config.eval.params_from = "eval", str(export)
-    return config
 
 
 def test_description_records_model_data_prior_and_provenance(tmp_path):

@@ -265,6 +265,7 @@ def test_rules_dry_run_cloud_work_and_shrink_training(tmp_path):
         invocation_for(["rm", "-rf", "x"], tmp_path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.path}:{c.line}" for c in COMMANDS])
 def test_doc_command_runs(command, scratch):
     if command.needs:

@@ -10,13 +10,7 @@ import pytest
 from livt_jax import checkpoint, stage, train
 from livt_jax.models import factory
 from tests.helpers.common import tiny_config
-
-
-def random_params(model, seed):
-    """Numpy params of `model`'s shapes, filled with seeded noise."""
-    rng = np.random.default_rng(seed)
-    shapes = factory.abstract_params(model)
-    return jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+from tests.helpers.exports import random_params
 
 
 def finetune_setup(tmp_path, export_kind, init_kind):

@@ -465,6 +465,7 @@ def source_copy(tmp_path: Path) -> Path:
     return src
 
 
+@pytest.mark.slow
 def test_worker_setup_makes_a_new_python_environment_beside_an_old_python3(tmp_path):
     """The worker script under a default python3 of 3.10: it finds python3.X >= 3.11 on
     PATH, makes the venv with it and installs livt-jax there. Offline here: pip gets

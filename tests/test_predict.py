@@ -14,8 +14,8 @@ from livt_jax import checkpoint, description, paths, predict
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import animal_mnist, pipeline
 from livt_jax.models import factory
-from tests.test_description import write_export
-from tests.test_train import tiny_config
+from tests.helpers.exports import write_export
+from tests.helpers.common import tiny_config
 
 
 @pytest.fixture(scope="module")

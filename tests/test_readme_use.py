@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from livt_jax.data import animal_mnist
-from tests.test_description import write_export
-from tests.test_train import tiny_config
+from tests.helpers.exports import write_export
+from tests.helpers.common import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {"livt-predict": "livt_jax.predict", "livt-train": "livt_jax.main",
@@ -46,6 +47,7 @@ def write_split_lists(root):
         (root / f"ImageNet_LT_{split}.txt").write_text("".join(lines))
 
 
+@pytest.mark.e2e
 def test_readme_use_a_trained_model_commands(tmp_path):
     data = tmp_path / "data"
     (data / "img").mkdir(parents=True)

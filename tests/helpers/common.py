@@ -1,10 +1,15 @@
-"""Helpers several test files and the worker scripts share: a seconds-sized demo config,
-structured uint8 test images, torchvision's crop rule written plainly. No side effects."""
+"""Helpers several test files and the worker scripts share: a seconds-sized demo config (and
+its command-line form), a small data config, structured uint8 test images, torchvision's
+crop rule written plainly, a folder snapshot. No side effects."""
 
 import math
+import os
 
+import ml_collections
 import numpy as np
 from PIL import Image
+
+from livt_jax import config_lib
 
 from configs import demo
 
@@ -49,3 +54,18 @@ TINY_MODEL_FLAGS = ["--config.model.embed_dim=32", "--config.model.depth=2",
                     "--config.model.num_heads=2", "--config.model.decoder_embed_dim=16",
                     "--config.model.decoder_depth=1", "--config.model.decoder_num_heads=2",
                     "--config.log_every_steps=1", "--config.checkpoint.save_every_steps=5"]
+
+
+def data_config(**overrides):
+    """config.data (every declared key) for small split-list tests, plus the stage sampler."""
+    d = config_lib.base_config().data.to_dict()
+    d.update(source="split_list", train_split="train", eval_split="test", image_size=16,
+             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), sampler="instance")
+    d.update(overrides)
+    return ml_collections.ConfigDict(d)
+
+
+def snapshot(folder):
+    """{path relative to folder: bytes} of every file below `folder`."""
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}
