@@ -194,7 +194,7 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     out, results = str(tmp_path / "runs"), str(tmp_path / "records")
     args = ["--study", "ablation", "--out", out, "--results", results, "--seeds", "0",
             "--arms", "ce-mgp-instance,bal_bce-scratch-instance", "--epochs-scale", str(1 / 60),
-            "--compile-cache", "none", *TINY_MODEL_FLAGS]
+            "--compile-cache", "none", "--config.eval.batch_size=256", *TINY_MODEL_FLAGS]
     assert driver.main(args) == 0
     records = folder.read_records(results)
     assert set(records) == {"mgp", "ce-mgp-instance", "bal_bce-scratch-instance"}
