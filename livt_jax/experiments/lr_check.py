@@ -11,14 +11,13 @@ The test metrics the run also logs are not used for the choice.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
-from livt_jax import report
+from livt_jax import console, report
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments.configs import animal_mnist as study_config
 
 
@@ -30,7 +29,7 @@ def train_loss_tail(metrics_path: str, n: int = 5) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = console.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mgp", required=True, help="MGP params export (seed 0)")
     parser.add_argument("--imbalance-ratio", type=float, default=100.0)
     parser.add_argument("--blrs", default="1e-3,3e-3,6e-3")
@@ -52,8 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             rows[f"{loss}_blr{blr:g}"] = train_loss_tail(metrics)
             print(f"{loss:8s} blr {blr:g}: final training loss (last 5 logs) "
                   f"{rows[f'{loss}_blr{blr:g}']:.4f}", flush=True)
-    with open(os.path.join(args.out, "train_loss.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
+    folder.write_json(os.path.join(args.out, "train_loss.json"), rows)
 
 
 if __name__ == "__main__":
