@@ -5,7 +5,8 @@
 
 Fine-tunes each (loss, blr) once (seed 0, MGP init, instance sampling) with the
 ablation's config and prints the mean of the last 5 logged *training* losses,
-the criterion used to pick `finetune.optim.blr` in `ablation.STUDY_OVERRIDES`.
+the criterion used to pick `finetune.optim.blr` in the Animal-MNIST studies
+(`experiments/configs/animal_mnist.py`).
 The test metrics the run also logs are not used for the choice.
 """
 

@@ -340,10 +340,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     result = analyse(scores, sorted(study_config.TAU_GRID))
     folders = {args.out: (_imbalance_ratio(scores), scores)}
-    for folder in filter(None, args.head_share.split(",")):
-        other = score_study(folder, seeds, arms[:2], splits=("test",))
+    for other_out in filter(None, args.head_share.split(",")):
+        other = score_study(other_out, seeds, arms[:2], splits=("test",))
         if other:
-            folders[folder] = (_imbalance_ratio(other), other)
+            folders[other_out] = (_imbalance_ratio(other), other)
     ir = folders[args.out][0]
     result["head_share"] = {f"IR {r:g}": head_share_row(s) for r, s in folders.values()}
     for _, other in list(folders.values())[1:]:  # the main study on the other folder's seeds
