@@ -32,7 +32,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from livt_jax import console, metrics, paths, report
+from livt_jax import console, losses, metrics, paths, report
 
 METHODS = ("logit_adjust", "balanced", "temperature")
 GRIDS = {"logit_adjust": tuple(np.round(np.arange(0.0, 2.01, 0.25), 2)),
@@ -45,8 +45,7 @@ SYMBOL = {"logit_adjust": "τ", "balanced": "τ", "temperature": "T"}
 
 def log_prior(train_counts: np.ndarray) -> np.ndarray:
     """log π_c (C,), float64."""
-    counts = np.asarray(train_counts, np.float64)
-    return np.log(counts) - np.log(counts.sum())
+    return losses.class_log_priors(train_counts, dtype=np.float64)
 
 
 def logit_adjusted(logits: np.ndarray, train_counts: np.ndarray, tau: float) -> np.ndarray:
@@ -54,15 +53,10 @@ def logit_adjusted(logits: np.ndarray, train_counts: np.ndarray, tau: float) -> 
     return np.asarray(logits, np.float64) - tau * log_prior(train_counts)
 
 
-def bal_bce_margin(train_counts: np.ndarray, tau: float) -> np.ndarray:
-    """m_c = τ·(log π_c − log(1 − π_c)) (C,), the margin Bal-BCE adds in training."""
-    prior = np.asarray(train_counts, np.float64) / np.sum(train_counts)
-    return tau * (np.log(prior) - np.log1p(-prior))
-
-
 def balanced_rule_scores(logits: np.ndarray, train_counts: np.ndarray, tau: float) -> np.ndarray:
     """log σ(z_c + m_c) − log π_c (N, C): a Bal-BCE model's posterior estimate over the prior."""
-    shifted = np.asarray(logits, np.float64) + bal_bce_margin(train_counts, tau)
+    shifted = np.asarray(logits, np.float64) + losses.bal_bce_margins(train_counts, tau,
+                                                                      dtype=np.float64)
     return -np.logaddexp(0.0, -shifted) - log_prior(train_counts)
 
 

@@ -69,17 +69,19 @@ def relation_problems(config: ml_collections.ConfigDict, num_devices: int,
         problems.append(str(e))
     for stage in plan.trains:
         if not {f"{stage}.batch_size", f"{stage}.grad_accum_steps"} & skip:
-            problems += _batch_problems(f"{stage}.batch_size", config[stage].batch_size,
+            problems += batch_problems(f"{stage}.batch_size", config[stage].batch_size,
                                         num_devices, config[stage].grad_accum_steps)
     if "eval" in plan.reads and "eval.batch_size" not in skip:
-        problems += _batch_problems("eval.batch_size", config.eval.batch_size, num_devices)
+        problems += batch_problems("eval.batch_size", config.eval.batch_size, num_devices)
     if config.stage == "eval" and not config.eval.params_from:
         problems.append("stage='eval' needs eval.params_from (a params export to score)")
     return problems
 
 
-def _batch_problems(key: str, batch: int, num_devices: int, grad_accum_steps: int = 1
-                    ) -> list[str]:
+def batch_problems(key: str, batch: int, num_devices: int, grad_accum_steps: int = 1
+                   ) -> list[str]:
+    """What is wrong with global batch `batch` (config key `key`) split over `num_devices`
+    devices and `grad_accum_steps` micro-batches: [] or one message."""
     if batch % num_devices:
         return [f"{key}={batch} does not divide over the {num_devices} devices; "
                 f"use a multiple of {num_devices}"]

@@ -80,7 +80,8 @@ class Evaluator:
         data_cfg = stage_data_config(config, "finetune")
         splits = splits or pipeline.load_sources(data_cfg.data)
         train_source, eval_source = splits.train, splits.test
-        model = factory.build_vit(config, len(train_source.class_counts),
+        model = factory.build_vit(config.model, config.data.in_chans,
+                                  len(train_source.class_counts),
                                   stage_image_size(config, "finetune"), drop_path=0.0)
         return cls(model, data_cfg, eval_source if source is None else source, train_source,
                    mesh, config.eval.batch_size)

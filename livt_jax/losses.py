@@ -48,14 +48,17 @@ def check_class_counts(class_counts: Sequence[int], *, allow_zero: bool = False)
     return counts
 
 
-def class_log_priors(class_counts: Sequence[int]) -> np.ndarray:
-    """log π_c = log(n_c / Σn), float32 (C,). Counts must all be positive."""
+def class_log_priors(class_counts: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """log π_c = log(n_c / Σn) (C,) in `dtype` (computed in float64). Counts must all
+    be positive."""
     counts = check_class_counts(class_counts).astype(np.float64)
-    return (np.log(counts) - np.log(counts.sum())).astype(np.float32)
+    return (np.log(counts) - np.log(counts.sum())).astype(dtype)
 
 
-def bal_bce_margins(class_counts: Sequence[int], tau: float = 1.0) -> np.ndarray:
-    """Bal-BCE logit margins τ·(log π_c − log(1 − π_c)), float32 (C,).
+def bal_bce_margins(class_counts: Sequence[int], tau: float = 1.0, dtype=np.float32
+                    ) -> np.ndarray:
+    """Bal-BCE logit margins τ·(log π_c − log(1 − π_c)) (C,) in `dtype` (float32, what
+    training adds; float64 for post-hoc scoring).
 
     Computed as τ·(log n_c − log(Σn − n_c)), exact for any imbalance (both
     π_c and 1 − π_c are ratios of integers); needs at least two classes.
@@ -65,7 +68,7 @@ def bal_bce_margins(class_counts: Sequence[int], tau: float = 1.0) -> np.ndarray
         raise ValueError("bal_bce_margins needs at least 2 classes (1 - π is 0 otherwise)")
     rest = counts.sum() - counts  # integer arithmetic: exact where float64 would round
     return (tau * (np.log(counts.astype(np.float64)) - np.log(rest.astype(np.float64)))
-            ).astype(np.float32)
+            ).astype(dtype)
 
 
 def class_balanced_weights(class_counts: Sequence[int], beta: float = 0.9999) -> np.ndarray:

@@ -34,6 +34,17 @@ def shot_groups(train_class_counts: Sequence[int], many_threshold: int = 100,
     return {"many": many, "medium": ~many & ~few, "few": few}
 
 
+def group_accuracies(per_class: np.ndarray, tested: np.ndarray,
+                     train_class_counts: Sequence[int]) -> Dict[str, float]:
+    """'many'/'medium'/'few': mean of per_class (C,) over the group's classes with
+    `tested` (C,) True; a group with no tested class is absent."""
+    out = {}
+    for name, members in shot_groups(train_class_counts).items():
+        if np.any(members & tested):
+            out[name] = float(np.mean(per_class[members & tested]))
+    return out
+
+
 def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray,
                                num_bins: int = 15) -> float:
     """ECE (fraction): Σ_b (n_b / N) |acc_b − conf_b| over equal-width bins (lo, hi].
@@ -129,7 +140,5 @@ class EvalAccumulator:
             "per_class_total": self.class_total.copy(),
             "num_examples": num_examples,
         }
-        for name, members in shot_groups(counts).items():
-            if np.any(members & tested):
-                out[name] = float(per_class[members & tested].mean())
+        out.update(group_accuracies(per_class, tested, counts))
         return out

@@ -117,8 +117,9 @@ class Predictor:
         self.mesh = mesh_lib.make_mesh()
         devices = self.mesh.devices.size
         self.batch_size = -(-batch_size // devices) * devices
-        model = factory.build_vit(config, found["model"]["num_classes"],
-                                  config.finetune.image_size, drop_path=0.0)
+        model = factory.build_vit(config.model, config.data.in_chans,
+                                  found["model"]["num_classes"], config.finetune.image_size,
+                                  drop_path=0.0)
         abstract = factory.abstract_params(model)
         shardings = mesh_lib.state_shardings(self.mesh, abstract)
         self.params = checkpoint.load_params_export(

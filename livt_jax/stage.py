@@ -1,7 +1,9 @@
 """One training stage built from the config: model, optimizer, sharded state, jitted step.
 
-`build_stage(config, stage, mesh, train_counts, ...)` is the only place the
-train step is assembled; `train.run_stage` loops over it and
+`stage_spec(config, stage, mesh)` resolves what a stage reads from the config
+(image size, global batch, model, its section, data view, BFT's init source)
+into a typed `StageSpec`; `build_stage(spec, mesh, train_counts, ...)` is the
+only place the train step is assembled; `train.run_stage` loops over it and
 `benchmark.benchmark_stage` times it, so the benchmark measures exactly the
 step training runs (gradient accumulation, on-device augmentation and the
 BFT hand-over included). Parameters and optimizer state are born sharded
@@ -22,7 +24,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from livt_jax import checkpoint, description, losses, mesh as mesh_lib, optim
+from livt_jax import checkpoint, config_checks, description, losses, mesh as mesh_lib, optim
 from livt_jax.config_lib import TRAIN_STAGES, stage_data_config, stage_image_size
 from livt_jax.models.timm_convert import detect_kind
 from livt_jax.step import device_augment, mixup
@@ -140,47 +142,46 @@ def with_init_description(config):
                              source=path)
 
 
-def handover_fn(config, model: vit_lib.VisionTransformer) -> Optional[Callable]:
+def handover_fn(spec: "StageSpec", model: vit_lib.VisionTransformer) -> Optional[Callable]:
     """The params replacement for BFT's initialisation, or None (from scratch).
 
-    An MGP export (`mae`): encoder → ViT (pos-embed resized to the BFT grid,
-    fresh fc_norm and head). A classifier export (`vit`): loaded whole, its
-    names and shapes checked against the model. The kind is read from the
-    export (an MAE has a decoder); when it differs from `finetune.init_kind`
-    the export wins, with a warning.
+    An MGP export (`mae`): encoder → ViT (pos-embed resized from the MAE's grid,
+    `spec.mae_image_size // patch`, to the BFT grid; fresh fc_norm and head). A
+    classifier export (`vit`): loaded whole, its names and shapes checked against
+    the model. The kind is read from the export (an MAE has a decoder); when it
+    differs from `spec.init_kind` the export wins, with a warning.
     """
-    stage_cfg = config.finetune
-    if not stage_cfg.init_from:
+    if not spec.init_from:
         return None
-    path = stage_cfg.init_from
+    path = spec.init_from
     loaded = checkpoint.load_params_export(path)
     kind = detect_kind(loaded)
-    if kind != stage_cfg.init_kind:
+    if kind != spec.init_kind:
         logging.warning("finetune.init_from=%r holds a %s export, not finetune.init_kind=%r: "
                         "initialising from it as a %s export", path,
                         {"mae": "MGP (MAE)", "vit": "classifier (ViT)"}[kind],
-                        stage_cfg.init_kind, kind)
+                        spec.init_kind, kind)
     if kind == "vit":
         def load_whole(params):
             checkpoint.check_same_structure(loaded, params, path)
             return jax.tree_util.tree_map(jnp.asarray, loaded)
         return load_whole
-    mae_grid = stage_image_size(config, "pretrain") // model.patch_size
+    mae_grid = spec.mae_image_size // model.patch_size
     vit_grid = model.img_size // model.patch_size
     return lambda params: transfer.vit_params_from_mae(loaded, params, mae_grid=mae_grid,
                                                        vit_grid=vit_grid)
 
 
-def stage_model(config, stage: str, train_counts: np.ndarray):
+def stage_model(spec: "StageSpec", train_counts: np.ndarray):
     """`(model, loss_fn, init_params)` of a training stage; `init_params` is the
     BFT hand-over (None for MGP or BFT from scratch)."""
-    image_size = stage_image_size(config, stage)
-    if stage == "pretrain":
-        model = factory.build_mae(config, image_size)
+    if spec.name == "pretrain":
+        model = factory.build_mae(spec.model, spec.in_chans, spec.image_size)
         return model, pretrain_loss_fn(model), None
-    model = factory.build_vit(config, len(train_counts), image_size, config.finetune.drop_path)
-    return (model, finetune_loss_fn(model, config.finetune, train_counts),
-            handover_fn(config, model))
+    model = factory.build_vit(spec.model, spec.in_chans, len(train_counts), spec.image_size,
+                              spec.settings.drop_path)
+    return (model, finetune_loss_fn(model, spec.settings, train_counts),
+            handover_fn(spec, model))
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -202,40 +203,63 @@ class Stage:
     global_batch: int  # images per step over all processes
 
 
-def check_stage_batch(config, stage: str, mesh: Mesh) -> int:
-    """`config[stage].batch_size`, checked against the mesh and grad accumulation."""
-    stage_cfg = config[stage]
-    global_batch = stage_cfg.batch_size
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """What a training stage reads from the config, resolved once by `stage_spec`."""
+    name: str  # 'pretrain' (MGP) | 'finetune' (BFT)
+    seed: int  # parameter initialisation and per-step keys
+    image_size: int  # pixels per side the stage trains at
+    global_batch: int  # images per optimizer step over all processes
+    in_chans: int  # image channels
+    model: Any  # the config's `model` section (dims resolved by factory.model_dims)
+    settings: Any  # the config's stage section: epochs, optim, loss, mixup, grad_accum_steps...
+    data: Any  # the input pipeline's {'data', 'aug'} view (config_lib.stage_data_config)
+    init_from: str = ""  # BFT: the params export it starts from ('' = from scratch)
+    init_kind: str = "mae"  # what `init_from` is expected to hold: 'mae' | 'vit'
+    mae_image_size: int = 0  # BFT from an MGP export: the MAE's image side (hand-over grid)
+
+
+def stage_spec(config, stage: str, mesh: Mesh) -> StageSpec:
+    """`stage`'s view of `config` ('pretrain' or 'finetune'), its batch checked
+    against `mesh` and its grad accumulation. For BFT from an export, apply
+    `with_init_description` first so the model and MAE image size are the export's."""
+    if stage not in TRAIN_STAGES:
+        raise ValueError(f"stage={stage!r}; expected one of {TRAIN_STAGES}")
+    settings = config[stage]
+    global_batch = settings.batch_size
     mesh_lib.check_global_batch(global_batch, mesh)
-    if (global_batch // mesh.devices.size) % stage_cfg.grad_accum_steps:
-        raise ValueError(f"{stage}.grad_accum_steps={stage_cfg.grad_accum_steps} must divide the "
-                         f"per-device batch {global_batch // mesh.devices.size}")
-    return global_batch
+    if problems := config_checks.batch_problems(f"{stage}.batch_size", global_batch,
+                                                mesh.devices.size, settings.grad_accum_steps):
+        raise config_checks.ConfigError(problems[0])
+    handover = {}
+    if stage == "finetune":
+        handover = dict(init_from=settings.init_from, init_kind=settings.init_kind,
+                        mae_image_size=stage_image_size(config, "pretrain"))
+    return StageSpec(name=stage, seed=config.seed, image_size=stage_image_size(config, stage),
+                     global_batch=global_batch, in_chans=config.data.in_chans,
+                     model=config.model, settings=settings,
+                     data=stage_data_config(config, stage), **handover)
 
 
-def build_stage(config, stage: str, mesh: Mesh, train_counts: np.ndarray, *,
+def build_stage(spec: StageSpec, mesh: Mesh, train_counts: np.ndarray, *,
                 steps_per_epoch: int, total_steps: int) -> tuple[Stage, TrainState]:
-    """`(stage, initial_state)`: the model, optimizer and jitted step of `stage`
-    ('pretrain' or 'finetune'), and its sharded state seeded by `config.seed`.
+    """`(stage, initial_state)`: the model, optimizer and jitted step of the stage
+    `spec` describes (`stage_spec`), and its sharded state seeded by `spec.seed`.
     `train_counts` (C,) are the training set's images per class (the
     classifier's width and Bal-BCE's prior); `steps_per_epoch` and
     `total_steps` size the learning-rate schedule."""
-    if stage not in TRAIN_STAGES:
-        raise ValueError(f"stage={stage!r}; expected one of {TRAIN_STAGES}")
-    stage_cfg = config[stage]
-    global_batch = check_stage_batch(config, stage, mesh)
     counts = np.asarray(train_counts)
-    model, loss_fn, init_params = stage_model(config, stage, counts)
+    model, loss_fn, init_params = stage_model(spec, counts)
     # No-op unless data.device_augment: then the step augments uint8 batches itself.
-    loss_fn = device_augment.wrap_loss_fn(loss_fn, stage_data_config(config, stage))
+    loss_fn = device_augment.wrap_loss_fn(loss_fn, spec.data)
     tx, schedule = optim.make_optimizer(
-        stage_cfg.optim, factory.abstract_params(model), stage=stage,
-        depth=factory.model_dims(config.model)["depth"], global_batch=global_batch,
+        spec.settings.optim, factory.abstract_params(model), stage=spec.name,
+        depth=factory.model_dims(spec.model)["depth"], global_batch=spec.global_batch,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     state, shardings = init_state(model, tx, factory.image_shape(model),
-                                  jax.random.key(config.seed), mesh, init_params)
-    step = jax.jit(make_train_step(loss_fn, tx, schedule, stage_cfg.grad_accum_steps),
+                                  jax.random.key(spec.seed), mesh, init_params)
+    step = jax.jit(make_train_step(loss_fn, tx, schedule, spec.settings.grad_accum_steps),
                    in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
                    out_shardings=(shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
-    return Stage(name=stage, model=model, tx=tx, schedule=schedule, shardings=shardings,
-                 step=step, mesh=mesh, global_batch=global_batch), state
+    return Stage(name=spec.name, model=model, tx=tx, schedule=schedule, shardings=shardings,
+                 step=step, mesh=mesh, global_batch=spec.global_batch), state

@@ -23,7 +23,6 @@ from absl import logging
 
 from livt_jax import (checkpoint, config_checks, config_guard, description, mesh as mesh_lib,
                       paths, preemption, profiling, report, stage as stage_lib, workdir_lock)
-from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator, evaluate_export, scalar_metrics
 from livt_jax.reconstruction import write_reconstructions
@@ -152,17 +151,17 @@ def run_stage(config, workdir: str, stage: str) -> dict:
     if stage == "finetune":
         config = stage_lib.with_init_description(config)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-    global_batch = stage_lib.check_stage_batch(config, stage, mesh)
+    spec = stage_lib.stage_spec(config, stage, mesh)
+    global_batch, data_cfg = spec.global_batch, spec.data
     if report.is_writer():
         print(f"{stage}: {mesh_lib.describe(mesh, global_batch)}", flush=True)
-    data_cfg = stage_data_config(config, stage)
     splits = pipeline.load_sources(data_cfg.data)
     train_source = splits.train
     steps_per_epoch = max(len(train_source) // global_batch, 1)
     evaluating = stage == "finetune"
     selecting = evaluating and splits.val is not None  # keep the best epoch by validation
-    total_steps = int(round(config[stage].epochs * steps_per_epoch))
-    built, state = stage_lib.build_stage(config, stage, mesh, train_source.class_counts,
+    total_steps = int(round(spec.settings.epochs * steps_per_epoch))
+    built, state = stage_lib.build_stage(spec, mesh, train_source.class_counts,
                                          steps_per_epoch=steps_per_epoch, total_steps=total_steps)
 
     train_iter = iter(pipeline.make_train_loader(

@@ -1,4 +1,4 @@
-"""The studies' arms and configs, the runner's arm selection, the report's
+"""The Animal-MNIST studies' arms and configs, the driver's arm selection, the report's
 aggregation and tables (no training)."""
 
 import json
@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from livt_jax.experiments import hyper, runner
+from livt_jax.experiments import definition, hyper
 from livt_jax.experiments import study_report as sr
 from livt_jax.experiments.configs import animal_mnist as am
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ABLATION = am.get_hyper("ablation")
+ABLATION = {name: [am.Arm.of(o) for o in group]
+            for name, group in am.get_hyper("ablation").items()}
 
 
 def test_sweeps():
@@ -26,6 +27,11 @@ def test_sweeps():
 
 
 def test_every_comparison_is_present():
+    raw = am.get_hyper("ablation")
+    assert raw["init"] == [  # dotted overrides, MGP init standing for the seed's export
+        {**am.ARM_DEFAULTS, "finetune.loss": "bal_bce"},
+        {**am.ARM_DEFAULTS, "finetune.loss": "bal_bce", "finetune.init_from": ""}]
+    assert raw["init"][0]["finetune.init_from"] == definition.MGP_EXPORT
     groups = ABLATION
     assert {a.loss for a in groups["loss"]} == {"ce", "bce", "bal_ce", "bal_bce"}
     assert all(a.init == "mgp" and a.sampler == "instance" for a in groups["loss"])
@@ -38,23 +44,27 @@ def test_every_comparison_is_present():
 
 
 def test_shared_arms_run_once():
-    arms = am.arm_list(ABLATION)
+    arms = am.arm_list(am.get_hyper("ablation"))
     assert len(arms) == len(set(arms)) == 7  # 4 losses + scratch + 2 class-balanced
     assert len({a.name for a in arms}) == 7
     for group in ABLATION.values():
         assert set(group) <= set(arms)
     shared = am.Arm("bal_bce")  # used by all three comparisons
     assert all(shared in group for group in ABLATION.values())
-    assert am.arm_list({"a": [am.Arm("ce"), am.Arm("bce")], "b": [am.Arm("bce")]}) == [
-        am.Arm("ce"), am.Arm("bce")]
+    ce, bce = am.Arm("ce").overrides, am.Arm("bce").overrides
+    assert am.arm_list({"a": [ce, bce], "b": [bce]}) == [am.Arm("ce"), am.Arm("bce")]
     # the run folders of the stored study keep their names
     assert [a.name for a in arms] == [
         "ce-mgp-instance", "bce-mgp-instance", "bal_ce-mgp-instance", "bal_bce-mgp-instance",
         "bal_bce-scratch-instance", "ce-mgp-class_balanced", "bal_bce-mgp-class_balanced"]
-    assert runner.select_arms(arms, " ce-mgp-instance,") == [am.Arm("ce")]
-    assert runner.select_arms(arms, "") == arms
-    with pytest.raises(ValueError, match="nope"):
-        runner.select_arms(arms, "nope")
+    study = definition.get_study("ablation")
+    assert list(study.arms) == [a.name for a in arms]
+    assert [am.Arm.of(o) for o in study.arms.values()] == arms
+    assert study.select_arms(" bce-mgp-instance,ce-mgp-instance") == [  # study order
+        "ce-mgp-instance", "bce-mgp-instance"]
+    assert study.select_arms("") == [a.name for a in arms]
+    with pytest.raises(ValueError, match="unknown arm.*nope"):
+        study.select_arms("ce-mgp-instance,nope")
 
 
 def test_tau_study_arms():
@@ -79,7 +89,7 @@ def test_stored_studies_reproduce():
             stored = json.load(f)
         assert stored["imbalance_ratio"] == ir
         assert json.loads(json.dumps(am.STUDY_OVERRIDES)) == stored["study_overrides"]
-        assert set(stored["arms"]) == {a.name for a in am.arm_list(ABLATION)}
+        assert set(stored["arms"]) == {a.name for a in am.arm_list(am.get_hyper("ablation"))}
         config = am.get_config(ir)
         assert config.data.source == "animal_mnist" and config.data.imbalance_ratio == ir
         assert (config.data.image_size, config.data.in_chans) == (28, 1)
@@ -88,7 +98,7 @@ def test_stored_studies_reproduce():
 def test_configs_share_one_schedule():
     mgp = "/tmp/mgp/export"
     configs = {a: am.build_config(100, 1, "finetune", arm=a, mgp_export=mgp)
-               for a in am.arm_list(ABLATION)}
+               for a in am.arm_list(am.get_hyper("ablation"))}
     signatures = [json.dumps(am.schedule_signature(c), sort_keys=True) for c in configs.values()]
     assert len(set(signatures)) == 1
     for arm, c in configs.items():
@@ -162,7 +172,7 @@ def _write_run(root, seed, arm, top1, counts=(800, 100, 8)):
 
 def test_collect_table_and_plots(tmp_path):
     root = str(tmp_path / "study")
-    arms = am.arm_list(ABLATION)
+    arms = am.arm_list(am.get_hyper("ablation"))
     for seed, offset in ((0, 0.0), (1, 2.0)):
         for i, arm in enumerate(arms):
             if arm.name == "bce-mgp-instance" and seed == 1:
@@ -200,5 +210,7 @@ def test_collect_table_and_plots(tmp_path):
         assert os.path.getsize(os.path.join(docs, name)) > 0
     assert "Final epoch" in open(os.path.join(out, "results.md")).read()
     # --aggregate-only goes through the same path from the command line
-    assert sr.main(["--out", root, "--seeds", "0,1", "--imbalance-ratio", "10"]) == 0
-    assert os.path.exists(os.path.join(root, "results.json"))
+    assert sr.main(["--out", root, "--seeds", "0,1", "--study", "ablation:10"]) == 0
+    stored = json.load(open(os.path.join(root, "results.json")))
+    assert stored["arms"]["ce-mgp-instance"]["final"]["top1"]["mean"] == pytest.approx(51.0)
+    assert "IR 10" in open(os.path.join(root, "results.md")).read()

@@ -56,7 +56,7 @@ def _lowered_steps(monkeypatch, tmp_path, grad_accum):
     config.stage = "finetune"
     config.stop_after_steps = 1
     train.train_and_evaluate(config, str(tmp_path))
-    (_, _, _, counts), schedule, _, _ = built[0]
+    (_, _, counts), schedule, _, _ = built[0]
     benchmark.benchmark_stage(config, "finetune", batch=config.finetune.batch_size, steps=1,
                               warmup=0, train_counts=counts, **schedule)
     assert len(built) == 2

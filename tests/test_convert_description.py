@@ -61,7 +61,8 @@ def test_timm_builds_the_classifier_from_the_config_json(export, tmp_path):
     assert model.pretrained_cfg["label_names"][9] == "Zebra"
     x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype(np.float32)
     from livt_jax.models import factory
-    ours = factory.build_vit(description.model_config(description.read(export)), 10, 28, 0.0)
+    described = description.model_config(description.read(export))
+    ours = factory.build_vit(described.model, described.data.in_chans, 10, 28, 0.0)
     expected = ours.apply({"params": checkpoint.load_params_export(export)}, x, train=False)
     with torch.no_grad():
         got = model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()

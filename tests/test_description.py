@@ -13,7 +13,7 @@ from livt_jax.data import pipeline
 from livt_jax.evaluator import Evaluator
 from livt_jax.models import factory
 from tests.helpers.common import tiny_config
-from tests.helpers.exports import eval_config, random_params, write_export
+from tests.helpers.exports import eval_config, finetune_spec, random_params, write_export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +75,7 @@ def test_mgp_description_sets_the_finetune_model_and_the_handover_grid(tmp_path)
     pretrain = tiny_config()
     pretrain.pretrain.image_size = 24
     train_source = pipeline.load_sources(stage_data_config(pretrain, "pretrain").data).train
-    mae = factory.build_mae(pretrain, 24)
+    mae = factory.build_mae(pretrain.model, pretrain.data.in_chans, 24)
     exported = random_params(mae, 3)
     checkpoint.save_params_export(str(tmp_path / "mgp"), exported)
     description.write(str(tmp_path / "mgp"),
@@ -87,8 +87,8 @@ def test_mgp_description_sets_the_finetune_model_and_the_handover_grid(tmp_path)
     assert factory.model_dims(resolved.model) == {"embed_dim": 32, "depth": 2, "num_heads": 2,
                                                   "patch_size": 4}
     assert resolved.pretrain.image_size == 24
-    model = factory.build_vit(resolved, 10, 28, 0.0)
-    params = stage.handover_fn(resolved, model)(random_params(model, 4))
+    model = factory.build_vit(resolved.model, resolved.data.in_chans, 10, 28, 0.0)
+    params = stage.handover_fn(finetune_spec(resolved), model)(random_params(model, 4))
     np.testing.assert_array_equal(params["blocks_1"]["mlp"]["fc1"]["kernel"],
                                   exported["blocks_1"]["mlp"]["fc1"]["kernel"])
     assert params["pos_embed"].shape == (1, 1 + 7 * 7, 32)  # 24 px grid 6 resized to 7

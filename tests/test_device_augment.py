@@ -188,7 +188,7 @@ def test_make_batch_transform_is_opt_in():
     assert device_augment.make_batch_transform(ml_collections.ConfigDict({"data": data, "aug": aug})) is None
     data.device_augment = True
     fn = device_augment.make_batch_transform(ml_collections.ConfigDict({"data": data, "aug": aug}))
-    assert jax.jit(fn)(KEY, jnp.asarray(smooth_images(2, 10, 10, 3))).shape == (2, 8, 8, 3)
+    assert jax.eval_shape(fn, KEY, jnp.asarray(smooth_images(2, 10, 10, 3))).shape == (2, 8, 8, 3)
 
 
 # ----------------------------------------------------------------------------- loader

@@ -24,7 +24,7 @@ def test_evaluator_scores_every_image_once_like_a_direct_forward_pass():
     source = ArraySource(images, labels, names, "eval")
     train_source = ArraySource(np.zeros((55, 28, 28), np.uint8), np.repeat(np.arange(10),
                                [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]), names, "train")
-    model = factory.build_vit(config, 10, 28, drop_path=0.0)
+    model = factory.build_vit(config.model, config.data.in_chans, 10, 28, drop_path=0.0)
     params = jax.device_get(model.init(jax.random.key(0), np.zeros((1, 28, 28, 1)),
                                        train=False)["params"])
     params["head"]["kernel"] = rng.normal(size=params["head"]["kernel"].shape).astype(np.float32)

@@ -172,7 +172,7 @@ def test_split_list_data_in_the_bucket_trains_and_evaluates(prefix, tmp_path):
 def test_eval_and_convert_to_torch_read_a_bucket_export(prefix, tmp_path):
     pytest.importorskip("safetensors")
     config = tiny_config()
-    model = factory.build_vit(config, 10, 28, 0.0)
+    model = factory.build_vit(config.model, config.data.in_chans, 10, 28, 0.0)
     params = jax.jit(lambda: model.init(jax.random.key(3), np.zeros((1, 28, 28, 1)),
                                         train=False)["params"])()
     for where in (f"{prefix}/export", str(tmp_path / "export")):

@@ -165,7 +165,8 @@ def test_two_processes_validate_like_one(tmp_path):
     set, half the eval batch) equal those of 1 process over 8 devices."""
     pytest.importorskip("animal_mnist")
     config = tiny_config()
-    model = factory.build_vit(config, 10, stage_image_size(config, "finetune"), drop_path=0.0)
+    model = factory.build_vit(config.model, config.data.in_chans, 10,
+                              stage_image_size(config, "finetune"), drop_path=0.0)
     params = jax.device_get(model.init(jax.random.key(0), np.zeros((1, 28, 28, 1)),
                                        train=False)["params"])
     # A head of std 1 (not the init's 2e-5) gives logits with clear winners.

@@ -177,11 +177,11 @@ def test_import_scan_sees_every_form():
     """The scan below catches each way of writing an import, at any depth."""
     source = ("import livt_jax.tools.cache\n"
               "def f():\n    from livt_jax import experiments, losses\n"
-              "from livt_jax.experiments.runner import run\n"
+              "from livt_jax.experiments.study import run\n"
               "from livt_jax.data import pipeline\n")
     assert _imports_above(_livt_modules(source)) == {
-        "livt_jax.tools.cache", "livt_jax.experiments", "livt_jax.experiments.runner",
-        "livt_jax.experiments.runner.run"}
+        "livt_jax.tools.cache", "livt_jax.experiments", "livt_jax.experiments.study",
+        "livt_jax.experiments.study.run"}
 
 
 def test_library_never_imports_tools_or_experiments():

@@ -49,7 +49,7 @@ def reference_top_k(export, images, k):
     """(class names, probs) of a direct forward pass: softmax of the logits."""
     found = description.read(export)
     config = tiny_config()
-    model = factory.build_vit(config, 10, 28, 0.0)
+    model = factory.build_vit(config.model, config.data.in_chans, 10, 28, 0.0)
     params = checkpoint.load_params_export(export)
     batch = pipeline.eval_images(stage_data_config(config, "finetune"),
                                  [im[..., None] for im in images])

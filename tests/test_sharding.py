@@ -27,8 +27,8 @@ def _one_step(config, stage, devices, data, fsdp, grad_accum=1, drop_path=0.1):
     config = config.copy_and_resolve_references()
     config[stage].update(dict(batch_size=16, grad_accum_steps=grad_accum))
     config.finetune.drop_path = drop_path
-    built, state = stage_lib.build_stage(config, stage, mesh, counts, steps_per_epoch=10,
-                                         total_steps=100)
+    built, state = stage_lib.build_stage(stage_lib.stage_spec(config, stage, mesh), mesh, counts,
+                                         steps_per_epoch=10, total_steps=100)
     for i in range(2):
         state, metrics = built.step(state, mesh_lib.global_batch_from_local(mesh, _batch(seed=i)))
     return jax.device_get(state.params), float(metrics["loss"]), state

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from livt_jax import config_lib, train
-from livt_jax.experiments import study_render
+from livt_jax.experiments import study_folder, study_render
 from livt_jax.experiments.configs import cifar10_lt as study
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "image_folder")
@@ -38,7 +38,7 @@ def test_render_computes_paired_intervals_from_the_records(tmp_path):
     rng = np.random.default_rng(0)
     top1 = {arm: (50 + rng.normal(0, 2, 3)).tolist() for arm in study.ARMS}
     write_records(tmp_path, top1)
-    rows = study_render.claims(study_render.read_records(str(tmp_path)))
+    rows = study_render.claims(study_folder.read_records(str(tmp_path)))
     for row, (_, a, b) in zip(rows, study.CLAIMS):
         diffs = np.subtract(top1[a], top1[b])
         half = scipy_stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
@@ -54,7 +54,7 @@ def test_render_computes_paired_intervals_from_the_records(tmp_path):
 
 def test_convergence_reads_the_validation_history(tmp_path):
     write_records(tmp_path, {arm: [50.0, 52.0, 54.0] for arm in study.ARMS})
-    curves = study_render.convergence(study_render.read_records(str(tmp_path)))
+    curves = study_render.convergence(study_folder.read_records(str(tmp_path)))
     assert curves["livt"][1] == [41.0, 43.0, 45.0]
     assert curves["mgp_ce"][10] == [50.0, 52.0, 54.0]
 
@@ -63,7 +63,7 @@ def test_convergence_reads_the_validation_history(tmp_path):
 def test_plot_convergence_writes_a_png(tmp_path):
     write_records(tmp_path, {arm: [50.0, 52.0, 54.0] for arm in study.ARMS})
     path = tmp_path / "convergence.png"
-    study_render.plot_convergence(study_render.read_records(str(tmp_path)), str(path))
+    study_render.plot_convergence(study_folder.read_records(str(tmp_path)), str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 def test_replace_section_keeps_the_rest():

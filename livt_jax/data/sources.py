@@ -16,7 +16,6 @@ Image sizes may differ between records (split lists); the pipeline resizes.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from typing import Sequence

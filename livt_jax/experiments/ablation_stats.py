@@ -19,13 +19,13 @@ hold decides the test (every difference is A − B in accuracy points):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Optional, Sequence
 
 from livt_jax import console
 from livt_jax.experiments import stats
+from livt_jax.experiments import study_folder as folder
 
 LABELS = {
     "ce-mgp-instance": "CE", "bce-mgp-instance": "BCE", "bal_ce-mgp-instance": "Bal-CE",
@@ -52,8 +52,11 @@ RULE = "Bal-BCE, balanced rule"
 
 
 def load(results_dir: str, name: str) -> dict:
-    with open(os.path.join(results_dir, name), encoding="utf-8") as f:
-        return json.load(f)
+    """A stored results JSON; a missing file is an OSError."""
+    data = folder.read_json(os.path.join(results_dir, name))
+    if data is None:
+        raise FileNotFoundError(f"no {name} in {results_dir}")
+    return data
 
 
 def summary(stat: dict) -> tuple[float, float, int]:

@@ -13,13 +13,14 @@ reference only) final test metrics.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional, Sequence
 
 from livt_jax import console
-from livt_jax.experiments import runner, validation
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments import study_report as sr
+from livt_jax.experiments import validation
+from livt_jax.experiments.study import enable_compile_cache, parse_seeds, run_one
 from livt_jax.experiments.configs import animal_mnist as study_config
 from livt_jax.experiments.configs.animal_mnist import Arm
 
@@ -49,32 +50,30 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    runner.enable_compile_cache(os.path.join(args.study, ".jax_cache"))
-    seeds = runner.parse_seeds(args.seeds)
+    enable_compile_cache(os.path.join(args.study, ".jax_cache"))
+    seeds = parse_seeds(args.seeds)
     names = [n for n in args.variants.split(",") if n]
     rows: dict[str, dict[int, dict]] = {}
     source = None
     for seed in seeds:
-        mgp = os.path.abspath(os.path.join(args.study, f"seed{seed}", "mgp", "export"))
+        mgp = os.path.abspath(os.path.join(folder.run_dir(args.study, seed, folder.MGP), "export"))
         runs = []
         for name in names:
             arm, overrides = VARIANTS[name]
             config = study_config.build_config(args.imbalance_ratio, seed, "finetune", arm=arm,
-                                     mgp_export=mgp)
+                                               mgp_export=mgp)
             for key, value in overrides.items():
                 study_config.set_key(config, key, value)
-            summary = runner.run_one(config, os.path.join(args.out, f"seed{seed}", name),
-                                 {"arm": name, "seed": seed, "overrides": overrides})
+            summary = run_one(folder.run_dir(args.out, seed, name), lambda c=config: c,
+                              {"arm": name, "seed": seed, "overrides": overrides})
             runs.append((name, config, summary))
         for name in BASELINES:
-            path = os.path.join(args.study, f"seed{seed}", name, "summary.json")
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    summary = json.load(f)
+            summary = folder.read_summary(folder.run_dir(args.study, seed, name))
+            if summary is not None:
                 arm = next(a for a in study_config.arm_list(study_config.get_hyper("ablation"))
                            if a.name == name)
-                runs.append((name, study_config.build_config(args.imbalance_ratio, seed, "finetune",
-                                                   arm=arm, mgp_export=mgp), summary))
+                runs.append((name, study_config.build_config(
+                    args.imbalance_ratio, seed, "finetune", arm=arm, mgp_export=mgp), summary))
         for name, config, summary in runs:
             if source is None:
                 source = validation.validation_source(config)
@@ -88,11 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                             for m in sr.METRICS}
                         for split, key in (("val", "val"), ("test_final", "test_final"))}
              for name, by_seed in rows.items()}
-    with open(os.path.join(args.out, "investigate.json"), "w", encoding="utf-8") as f:
-        json.dump({"per_seed": rows, "mean_std_n": table,
-                   "variants": {n: VARIANTS[n][1] for n in names},
-                   "validation_skipped_classes": source.skipped_classes if source else []},
-                  f, indent=1)
+    folder.write_json(os.path.join(args.out, "investigate.json"), {
+        "per_seed": rows, "mean_std_n": table, "variants": {n: VARIANTS[n][1] for n in names},
+        "validation_skipped_classes": source.skipped_classes if source else []})
     lines = ["| run | val overall | val many | val medium | val few | test overall | test few |",
              "|---|---|---|---|---|---|---|"]
     for name, t in table.items():

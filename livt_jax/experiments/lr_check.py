@@ -5,19 +5,20 @@
 
 Fine-tunes each (loss, blr) once (seed 0, MGP init, instance sampling) with the
 ablation's config and prints the mean of the last 5 logged *training* losses,
-the criterion used to pick `finetune.optim.blr` in `ablation.STUDY_OVERRIDES`.
+the criterion used to pick `finetune.optim.blr` in the Animal-MNIST studies
+(`experiments/configs/animal_mnist.py`).
 The test metrics the run also logs are not used for the choice.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from livt_jax import console, report
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments.configs import animal_mnist as study_config
 
 
@@ -51,8 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             rows[f"{loss}_blr{blr:g}"] = train_loss_tail(metrics)
             print(f"{loss:8s} blr {blr:g}: final training loss (last 5 logs) "
                   f"{rows[f'{loss}_blr{blr:g}']:.4f}", flush=True)
-    with open(os.path.join(args.out, "train_loss.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
+    folder.write_json(os.path.join(args.out, "train_loss.json"), rows)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
         --markdown docs/RESULTS.md [--plot docs/results/cifar10_lt_convergence.png]
 
 Reads only the records the study wrote (`seed{S}_{arm}.json`, `seed{S}_mgp.json`,
-`tune_*.json`, `choice.json`), so every number can be recomputed from the
-repository. Rewrites the part of the markdown file between
+`tune_*.json`, `choice.json`; `experiments/study_folder.py`), so every number can
+be recomputed from the repository. Rewrites the part of the markdown file between
 `<!-- cifar10_lt:begin -->` and `<!-- cifar10_lt:end -->` (or prints it).
 Each arm is reported by its model selected on validation ("selected") and by its
 final epoch; the claims compare selected models, paired by seed.
@@ -13,31 +13,19 @@ final epoch; the claims compare selected models, paired by seed.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import re
 import sys
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from livt_jax import console, report
 from livt_jax.experiments import stats
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments.configs import cifar10_lt as study
 
 BEGIN, END = "<!-- cifar10_lt:begin -->", "<!-- cifar10_lt:end -->"
 COLUMNS = ("top1", "many", "medium", "few")
-
-
-def read_records(results: str) -> dict[str, dict[int, dict]]:
-    """arm -> seed -> record, for every `seed{S}_{arm}.json` in `results`."""
-    records: dict[str, dict[int, dict]] = {}
-    for path in sorted(glob.glob(os.path.join(results, "seed*_*.json"))):
-        match = re.fullmatch(r"seed(\d+)_(.+)\.json", os.path.basename(path))
-        with open(path, encoding="utf-8") as f:
-            records.setdefault(match.group(2), {})[int(match.group(1))] = json.load(f)
-    return records
 
 
 def cell(values: Sequence[Optional[float]]) -> str:
@@ -135,8 +123,7 @@ def plot_convergence(records: dict, path: str) -> None:
 
 def wall_time(results: str, records: dict) -> dict[str, float]:
     """Summed wall seconds of MGP, tuning and BFT runs."""
-    tune = [json.load(open(p, encoding="utf-8"))["wall_s"]
-            for p in glob.glob(os.path.join(results, "tune_*.json"))]
+    tune = [r["wall_s"] for r in folder.read_tune_records(results).values()]
     mgp = [r["wall_s"] for r in records.get("mgp", {}).values()]
     bft = [r["wall_s"] for arm, by_seed in records.items() if arm != "mgp"
            for r in by_seed.values()]
@@ -146,9 +133,10 @@ def wall_time(results: str, records: dict) -> dict[str, float]:
 
 def render(results: str, plot: str = "") -> str:
     """The markdown section (without the markers)."""
-    records = read_records(results)
-    with open(os.path.join(results, "choice.json"), encoding="utf-8") as f:
-        choice = json.load(f)
+    records = folder.read_records(results)
+    choice = folder.read_choice(results)
+    if choice is None:
+        raise FileNotFoundError(f"no {folder.CHOICE} in {results}: the study's tuning is unfinished")
     seeds = sorted({s for arm in study.ARMS for s in records.get(arm, {})})
     wall = wall_time(results, records)
     grid = ", ".join(f"{v} → {s:.2f}" for v, s in choice["validation_top1"].items())
@@ -157,7 +145,7 @@ def render(results: str, plot: str = "") -> str:
         f"Seeds: {', '.join(map(str, seeds))}. Records: `docs/results/cifar10_lt/` (one JSON per run: "
         "per-class test accuracy, the validation history, the settings, the wall time). "
         "Rendered by `python -m livt_jax.experiments.study_render`.",
-        f"Tuning (seed {study.TUNE_SEED}, LiVT arm, validation only): `{choice['key']}` "
+        f"Tuning (seed {study.TUNING.seed}, LiVT arm, validation only): `{choice['key']}` "
         f"{grid} (validation top-1 of the best epoch) → **{choice['value']:g}** for every arm.",
         "### Test accuracy of the model selected on validation (mean ± std over seeds)",
         arm_table(records, "best"),

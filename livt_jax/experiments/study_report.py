@@ -1,14 +1,15 @@
 """Aggregates a study's finished runs into tables, plots and a results JSON.
 
-    python -m livt_jax.experiments.study_report --study ablation --imbalance-ratio 100 \
-        --seeds 0,1,2 --out runs/ablation_ir100 [--results-dir docs/results]
+    python -m livt_jax.experiments.study_report --study ablation:100 \
+        --out runs/ablation_ir100 [--seeds 0,1,2] [--results-dir docs/results]
 
 Reads `OUT/seed{S}/{arm}/summary.json` (+ `final_per_class.csv`) for every arm of
 the study (`experiments/configs/animal_mnist.py`), writes `OUT/results.json`
 (per-arm mean ± std over seeds, per-epoch curves, per-class accuracies),
 `OUT/results.md` (the tables) and, with `--results-dir`, the same JSON
 (`ablation_ir{IR}.json`) plus `per_class_ce_vs_balbce{suffix}.png` and
-`accuracy_per_epoch{suffix}.png`. Training: `experiments/runner.py`.
+`accuracy_per_epoch{suffix}.png`. Training: `python -m livt_jax.experiments.study
+--study ablation:IR`; the runs are read through `experiments/study_folder.py`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from livt_jax import console, report
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments.configs import animal_mnist as study_config
 from livt_jax.experiments.configs.animal_mnist import LOSS_LABELS, Arm
-from livt_jax.experiments.runner import parse_seeds, read_json, write_json
+from livt_jax.experiments.definition import get_study
 from livt_jax.experiments.stats import mean_std
+from livt_jax.experiments.study import parse_seeds
 
 METRICS = ("top1", "many", "medium", "few")
 # The loss comparison, which the convergence table and the curves plot.
-LOSS_ARMS = tuple(study_config.get_hyper("ablation")["loss"])
+LOSS_ARMS = tuple(study_config.arm_list({"loss": study_config.get_hyper("ablation")["loss"]}))
 
 
 def aggregate_arm(summaries: Sequence[Mapping[str, Any]]) -> dict:
@@ -70,15 +73,15 @@ def read_per_class(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def collect(out: str, seeds: Sequence[int], arms: Sequence[Arm]) -> dict:
     """Reads every finished run under `out` and aggregates it per arm."""
     results: dict[str, Any] = {"arms": {}, "mgp": {}, "missing": []}
-    mgp = [s for s in (read_json(os.path.join(out, f"seed{seed}", "mgp", "summary.json"))
+    mgp = [s for s in (folder.read_summary(folder.run_dir(out, seed, folder.MGP))
                        for seed in seeds) if s]
     results["mgp"] = {"n": len(mgp), "final_loss": mean_std([s.get("final_loss") for s in mgp]),
                       "wall_s": mean_std([s.get("wall_s") for s in mgp])[0]}
     for arm in arms:
         summaries, per_class = [], []
         for seed in seeds:
-            workdir = os.path.join(out, f"seed{seed}", arm.name)
-            summary = read_json(os.path.join(workdir, "summary.json"))
+            workdir = folder.run_dir(out, seed, arm.name)
+            summary = folder.read_summary(workdir)
             if summary is None:
                 results["missing"].append(workdir)
                 continue
@@ -219,7 +222,7 @@ def write_outputs(results: dict, out: str, imbalance_ratio: float, arms: Sequenc
                   results_dir: str = "", suffix: str = "") -> None:
     title = f"LiVT ablation, Animal-MNIST-LT IR {imbalance_ratio:g}"
     os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, "results.json"), results)
+    folder.write_json(os.path.join(out, "results.json"), results)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write(format_report(results, arms, title))
     plot_per_class(results, os.path.join(out, "per_class_ce_vs_balbce.png"), title)
@@ -233,18 +236,19 @@ def write_outputs(results: dict, out: str, imbalance_ratio: float, arms: Sequenc
                    "arms": results["arms"],
                    "mgp": results["mgp"], "missing": results["missing"],
                    "timing": results.get("timing")}
-        write_json(os.path.join(results_dir, f"ablation_ir{imbalance_ratio:g}.json"), compact)
+        folder.write_json(os.path.join(results_dir, f"ablation_ir{imbalance_ratio:g}.json"),
+                          compact)
 
 
 def timing(out: str, seeds: Sequence[int], arms: Sequence[Arm]) -> dict:
     """Sum of the per-run wall times recorded in the summaries (resume-proof)."""
     walls = {"mgp": [], "bft": []}
     for seed in seeds:
-        s = read_json(os.path.join(out, f"seed{seed}", "mgp", "summary.json"))
+        s = folder.read_summary(folder.run_dir(out, seed, folder.MGP))
         if s:
             walls["mgp"].append(s["wall_s"])
         for arm in arms:
-            s = read_json(os.path.join(out, f"seed{seed}", arm.name, "summary.json"))
+            s = folder.read_summary(folder.run_dir(out, seed, arm.name))
             if s:
                 walls["bft"].append(s["wall_s"])
     return {"mgp_runs": len(walls["mgp"]), "bft_runs": len(walls["bft"]),
@@ -252,13 +256,10 @@ def timing(out: str, seeds: Sequence[int], arms: Sequence[Arm]) -> dict:
             "runs_s": sum(walls["mgp"]) + sum(walls["bft"])}
 
 
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = console.command_parser("python -m livt_jax.experiments.study_report", __doc__)
-    parser.add_argument("--study", default="ablation")
-    parser.add_argument("--imbalance-ratio", type=float, default=100.0)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--study", default="ablation", help="ablation[:IR] (default IR 100)")
+    parser.add_argument("--seeds", default="", help="comma-separated (default: the study's)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--results-dir", default="",
                         help="also write the plots and a results JSON here (docs/results)")
@@ -266,15 +267,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="suffix of the plot names there (default: '' for IR 100, "
                              "'_ir<IR>' otherwise)")
     args = parser.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
-    arms = study_config.arm_list(study_config.get_hyper(args.study))
+    try:
+        study = get_study(args.study)
+        seeds = parse_seeds(args.seeds) if args.seeds else list(study.seeds)
+    except ValueError as e:
+        return console.report_error(e, usage=True)
+    ratio = study.base.data.imbalance_ratio
+    arms = [Arm.of(overrides) for overrides in study.arms.values()]
     suffix = args.results_suffix
     if suffix is None:
-        suffix = "" if args.imbalance_ratio == 100 else f"_ir{args.imbalance_ratio:g}"
+        suffix = "" if ratio == 100 else f"_ir{ratio:g}"
     results = collect(args.out, seeds, arms)
     results["timing"] = timing(args.out, seeds, arms)
-    write_outputs(results, args.out, args.imbalance_ratio, arms, args.results_dir, suffix)
-    print(format_report(results, arms, f"IR {args.imbalance_ratio:g}"), flush=True)
+    write_outputs(results, args.out, ratio, arms, args.results_dir, suffix)
+    print(format_report(results, arms, f"IR {ratio:g}"), flush=True)
     print(f"[study_report] timing {json.dumps(results['timing'])}", flush=True)
     return 0
 

@@ -3,7 +3,8 @@
     python -m livt_jax.experiments.tau_study --out runs/tau_ir100 --seeds 0,1,2 \
         --head-share runs/tau_ir10 --results-dir docs/results
 
-Runs come from `experiments/runner.py --study tau` (`OUT/seed{S}/{arm}`). For
+Runs come from `python -m livt_jax.experiments.study --study tau:IR` (`OUT/seed{S}/{arm}`,
+read through `experiments/study_folder.py`). For
 every run this scores the export's logits on the balanced validation set of
 `validation.py` (classes 1..9) and on the test split:
 
@@ -32,8 +33,9 @@ import numpy as np
 
 from livt_jax import console, metrics, report
 from livt_jax.adjust import balanced_rule_scores
-from livt_jax.experiments import runner
+from livt_jax.experiments import study_folder as folder
 from livt_jax.experiments import study_report as sr
+from livt_jax.experiments.study import enable_compile_cache, parse_seeds
 from livt_jax.experiments.configs import animal_mnist as study_config
 
 LOSSES = ("bal_ce", "bal_bce")
@@ -58,12 +60,9 @@ def confusion_metrics(confusion: np.ndarray, train_counts: np.ndarray) -> dict[s
     totals = confusion.sum(1)
     tested = totals > 0
     per_class = np.where(tested, 100.0 * np.diag(confusion) / np.maximum(totals, 1), np.nan)
-    out: dict[str, Any] = {"top1": float(100.0 * np.trace(confusion) / totals.sum()),
-                           "per_class": per_class.tolist()}
-    for group, members in metrics.shot_groups(train_counts).items():
-        if np.any(members & tested):
-            out[group] = float(np.mean(per_class[members & tested]))
-    return out
+    return {"top1": float(100.0 * np.trace(confusion) / totals.sum()),
+            "per_class": per_class.tolist(),
+            **metrics.group_accuracies(per_class, tested, train_counts)}
 
 
 def select_tau(val_top1: Mapping[float, Sequence[float]]) -> float:
@@ -120,13 +119,12 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
     from livt_jax.data import pipeline
     from livt_jax.experiments import validation
     cache_path = os.path.join(out, "scores.json")
-    cache = runner.read_json(cache_path) or {}
+    cache = folder.read_json(cache_path) or {}
     sources = None
     scores: dict[str, dict[int, dict]] = {}
     for arm in arms:
         for seed in seeds:
-            summary = runner.read_json(os.path.join(out, f"seed{seed}", arm.name,
-                                                    "summary.json"))
+            summary = folder.read_summary(folder.run_dir(out, seed, arm.name))
             if summary is None:
                 continue
             key = f"{arm.name}/seed{seed}"
@@ -138,7 +136,7 @@ def score_study(out: str, seeds: Sequence[int], arms: Sequence[study_config.Arm]
                 cache[key] = score_run(config, summary, {s: sources[s] for s in splits})
                 cache[key]["test_final_logged"] = summary["final"]
                 cache[key]["imbalance_ratio"] = float(config.data.imbalance_ratio)
-                runner.write_json(cache_path, cache)
+                folder.write_json(cache_path, cache)
                 print(f"[tau_study] scored {key}", flush=True)
             scores.setdefault(arm.name, {})[seed] = cache[key]
     return scores
@@ -333,8 +331,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    seeds = runner.parse_seeds(args.seeds)
-    runner.enable_compile_cache(os.path.join(args.out, ".jax_cache"))
+    seeds = parse_seeds(args.seeds)
+    enable_compile_cache(os.path.join(args.out, ".jax_cache"))
     arms = study_config.arm_list(study_config.get_hyper("tau"))
     scores = score_study(args.out, seeds, arms)
     if not scores:
@@ -342,10 +340,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     result = analyse(scores, sorted(study_config.TAU_GRID))
     folders = {args.out: (_imbalance_ratio(scores), scores)}
-    for folder in filter(None, args.head_share.split(",")):
-        other = score_study(folder, seeds, arms[:2], splits=("test",))
+    for other_out in filter(None, args.head_share.split(",")):
+        other = score_study(other_out, seeds, arms[:2], splits=("test",))
         if other:
-            folders[folder] = (_imbalance_ratio(other), other)
+            folders[other_out] = (_imbalance_ratio(other), other)
     ir = folders[args.out][0]
     result["head_share"] = {f"IR {r:g}": head_share_row(s) for r, s in folders.values()}
     for _, other in list(folders.values())[1:]:  # the main study on the other folder's seeds
@@ -354,7 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             scores, other_seeds)
     result["timing"] = {f"IR {r:g}": study_time(f, seeds, arms) for f, (r, _) in folders.items()}
     text = format_tables(result, result["head_share"])
-    runner.write_json(os.path.join(args.out, "tau_study.json"), result)
+    folder.write_json(os.path.join(args.out, "tau_study.json"), result)
     with open(os.path.join(args.out, "tau_study.md"), "w", encoding="utf-8") as f:
         f.write(text)
     title = f"Animal-MNIST-LT IR {ir:g}, τ study"
@@ -363,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.results_dir:
         import shutil
         os.makedirs(args.results_dir, exist_ok=True)
-        runner.write_json(os.path.join(args.results_dir, f"tau_ir{ir:g}.json"), result)
+        folder.write_json(os.path.join(args.results_dir, f"tau_ir{ir:g}.json"), result)
         for name in ("tau_validation", "confusion"):
             shutil.copy(os.path.join(args.out, f"{name}.png"),
                         os.path.join(args.results_dir, f"{name}_ir{ir:g}.png"))

@@ -14,7 +14,6 @@ split.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Sequence
 
@@ -61,7 +60,9 @@ def evaluate_export(config, export: str, source) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import ml_collections
 
+    from livt_jax.experiments import study_folder as folder
     from livt_jax.experiments import study_report as sr
+    from livt_jax.experiments.study import parse_seeds
     parser = console.command_parser("python -m livt_jax.experiments.validation", __doc__)
     parser.add_argument("--out", required=True, help="a study folder (seed*/ARM/summary.json)")
     parser.add_argument("--seeds", default="0,1,2")
@@ -69,13 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     rows = {}
     source = None
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for name in sorted(os.listdir(os.path.join(args.out, f"seed{seed}"))):
-            path = os.path.join(args.out, f"seed{seed}", name, "summary.json")
-            if name == "mgp" or not os.path.exists(path):
-                continue
-            with open(path, encoding="utf-8") as f:
-                summary = json.load(f)
+    runs = folder.list_runs(args.out)
+    for seed in parse_seeds(args.seeds):
+        for name in sorted(arm for arm in runs if arm != folder.MGP and seed in runs[arm]):
+            summary = folder.read_summary(runs[name][seed])
             config = ml_collections.ConfigDict(summary["config"])
             if source is None:
                 source = validation_source(config, args.per_class)
@@ -86,9 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                   f"few {rows[name][seed].get('few', float('nan')):.2f}", flush=True)
     table = {name: {m: sr.mean_std([r.get(m) for r in by_seed.values()])
                     for m in sr.METRICS} for name, by_seed in rows.items()}
-    with open(os.path.join(args.out, "validation.json"), "w", encoding="utf-8") as f:
-        json.dump({"per_seed": rows, "mean_std_n": table,
-                   "skipped_classes": source.skipped_classes if source else []}, f, indent=1)
+    folder.write_json(os.path.join(args.out, "validation.json"), {
+        "per_seed": rows, "mean_std_n": table,
+        "skipped_classes": source.skipped_classes if source else []})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The model a config describes: the BFT classifier (ViT) and the MGP autoencoder (MAE).
 
-`model_dims` resolves `config.model` (a named variant, with any size set > 0
+`model_dims` resolves a config's `model` section (a named variant, with any size set > 0
 overriding it); `build_vit` / `build_mae` construct the linen modules at a
 stage's image size; `abstract_params` gives their parameter shapes without
 computing them.
@@ -32,28 +32,29 @@ def model_dims(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
     return dims
 
 
-def _common_model_kwargs(config, image_size: int) -> dict[str, Any]:
-    m = config.model
-    return dict(img_size=image_size, in_chans=config.data.in_chans, mlp_ratio=m.mlp_ratio,
-                attention=m.attention, pad_tokens_to=m.pad_tokens_to,
-                dtype=jnp.dtype(m.dtype), **model_dims(m))
+def _common_model_kwargs(model_cfg, in_chans: int, image_size: int) -> dict[str, Any]:
+    return dict(img_size=image_size, in_chans=in_chans, mlp_ratio=model_cfg.mlp_ratio,
+                attention=model_cfg.attention, pad_tokens_to=model_cfg.pad_tokens_to,
+                dtype=jnp.dtype(model_cfg.dtype), **model_dims(model_cfg))
 
 
-def build_vit(config, num_classes: int, image_size: int, drop_path: float
-              ) -> vit_lib.VisionTransformer:
-    """The ViT classifier of `config.model` for `image_size`-pixel images."""
+def build_vit(model_cfg: ml_collections.ConfigDict, in_chans: int, num_classes: int,
+              image_size: int, drop_path: float) -> vit_lib.VisionTransformer:
+    """The ViT classifier of `model_cfg` (a config's `model` section) for
+    `image_size`-pixel images of `in_chans` channels."""
     return vit_lib.VisionTransformer(num_classes=num_classes, drop_path_rate=drop_path,
-                                     global_pool=config.model.global_pool,
-                                     **_common_model_kwargs(config, image_size))
+                                     global_pool=model_cfg.global_pool,
+                                     **_common_model_kwargs(model_cfg, in_chans, image_size))
 
 
-def build_mae(config, image_size: int) -> mae_lib.MaskedAutoencoder:
-    """The MAE of `config.model` (encoder as `build_vit`, plus the decoder) at `image_size`."""
-    m = config.model
+def build_mae(model_cfg: ml_collections.ConfigDict, in_chans: int,
+              image_size: int) -> mae_lib.MaskedAutoencoder:
+    """The MAE of `model_cfg` (encoder as `build_vit`, plus the decoder) at `image_size`."""
+    m = model_cfg
     return mae_lib.MaskedAutoencoder(
         decoder_embed_dim=m.decoder_embed_dim, decoder_depth=m.decoder_depth,
         decoder_num_heads=m.decoder_num_heads, mask_ratio=m.mask_ratio,
-        norm_pix_loss=m.norm_pix_loss, **_common_model_kwargs(config, image_size))
+        norm_pix_loss=m.norm_pix_loss, **_common_model_kwargs(m, in_chans, image_size))
 
 
 def image_shape(model) -> tuple[int, int, int]:

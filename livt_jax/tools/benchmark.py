@@ -140,7 +140,7 @@ def benchmark_stage(config, stage: str, batch: int, steps: int, warmup: int, *,
     config[stage].batch_size = batch
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
     counts = synthetic_class_counts() if train_counts is None else np.asarray(train_counts)
-    built, state = stage_lib.build_stage(config, stage, mesh, counts,
+    built, state = stage_lib.build_stage(stage_lib.stage_spec(config, stage, mesh), mesh, counts,
                                          steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     data = mesh_lib.global_batch_from_local(mesh, random_batch(config, stage, batch, len(counts)))
     compiled = built.step.lower(state, data).compile()

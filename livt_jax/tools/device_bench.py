@@ -132,7 +132,7 @@ def attention_section(size: str, batch: int = 8) -> dict:
 
     def model(config, dtype):
         config.model.dtype = dtype
-        return factory.build_vit(config, 1000, image, drop_path=0.0)
+        return factory.build_vit(config.model, config.data.in_chans, 1000, image, drop_path=0.0)
 
     reference = model(stage_config(size), "float32")
     params = reference.init(jax.random.key(1), images[:1], train=False)["params"]

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from livt_jax import checkpoint, description
+from livt_jax import checkpoint, description, mesh as mesh_lib, stage
 from livt_jax.config_lib import stage_data_config
 from livt_jax.data import pipeline
 from livt_jax.models import factory
@@ -21,9 +21,10 @@ def write_export(path, config, kind="vit", seed=1):
     """A randomly initialised export of `config`'s model with its description; its params."""
     train_source = pipeline.load_sources(stage_data_config(config, "finetune").data).train
     if kind == "vit":
-        model = factory.build_vit(config, train_source.num_classes, 28, 0.0)
+        model = factory.build_vit(config.model, config.data.in_chans, train_source.num_classes,
+                                  28, 0.0)
     else:
-        model = factory.build_mae(config, 28)
+        model = factory.build_mae(config.model, config.data.in_chans, 28)
     params = random_params(model, seed)
     checkpoint.save_params_export(str(path), params)
     description.write(str(path), description.describe(
@@ -37,3 +38,8 @@ def eval_config(export, **model):
     config.model.update(model)
     config.stage, config.eval.params_from = "eval", str(export)
     return config
+
+
+def finetune_spec(config):
+    """BFT's `stage.StageSpec` of `config` on a mesh of all devices."""
+    return stage.stage_spec(config, "finetune", mesh_lib.make_mesh())

@@ -1,15 +1,16 @@
 """The Animal-MNIST-LT studies: one base config and, per study, its arms as sweeps.
 
+    get_study("ablation", "100")  # the Study that experiments/study.py runs
+    get_hyper("ablation")  # {"loss": [{"finetune.loss": "ce", ...}, ...], "init": ..., "sampler": ...}
+    get_hyper("tau")       # {"tau": [{"finetune.tau": 1.0, "finetune.loss": "bal_ce", ...}, ...]}
     config = build_config(100, seed=0, stage="finetune", arm=Arm("bal_bce"), mgp_export=...)
-    get_hyper("ablation")  # {"loss": [Arm, ...], "init": [...], "sampler": [...]}
-    get_hyper("tau")       # {"tau": [Arm("bal_ce", tau=0.5), ...]}
 
 `get_config(IR)` spells out the whole model and recipe the IR-100 study ran
 with (`STUDY_OVERRIDES` on top of `config_lib.base_config()` and the demo
 data), so nothing the stored results depend on is left to `configs/demo.py`,
 and this module is importable from any directory (it is installed code).
 An arm changes only `finetune.loss`, `finetune.tau`, `finetune.init_from`
-and `finetune.sampler` (`Arm.overrides`).
+and `finetune.sampler` (`Arm` reads them back: its name is the run folder's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import ml_collections
 
 from livt_jax import config_lib
 from livt_jax.experiments import hyper
+from livt_jax.experiments.definition import MGP_EXPORT, Study, config_for
 from livt_jax.experiments.hyper import set_key
 
 # The demo data (configs/demo.py at the time of the study).
@@ -86,47 +88,62 @@ TAU_GRID = (1.0, 0.75, 1.25, 0.5, 1.5)
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """One BFT configuration: loss, initialisation ('mgp' | 'scratch'), sampler, τ."""
+    """One BFT arm read off its overrides: loss, initialisation ('mgp' | 'scratch'),
+    sampler, τ; `name` is its run folder's name."""
     loss: str
     init: str = "mgp"
     sampler: str = "instance"
     tau: float = 1.0
+
+    @classmethod
+    def of(cls, overrides: dict[str, Any]) -> "Arm":
+        o = {**ARM_DEFAULTS, **overrides}
+        return cls(o["finetune.loss"], "mgp" if o["finetune.init_from"] else "scratch",
+                   o["finetune.sampler"], o["finetune.tau"])
 
     @property
     def name(self) -> str:
         base = f"{self.loss}-{self.init}-{self.sampler}"
         return base if self.tau == 1.0 else f"{base}-tau{self.tau:g}"
 
-    def overrides(self, mgp_export: str) -> dict[str, Any]:
+    @property
+    def overrides(self) -> dict[str, Any]:
         """The keys that make one arm differ from another (nothing schedule-related)."""
         if self.init not in ("mgp", "scratch"):
             raise ValueError(f"Arm.init must be 'mgp' or 'scratch', got {self.init!r}")
         return {"finetune.loss": self.loss, "finetune.tau": self.tau,
-                "finetune.init_from": mgp_export if self.init == "mgp" else "",
+                "finetune.init_from": MGP_EXPORT if self.init == "mgp" else "",
                 "finetune.sampler": self.sampler}
 
 
-def get_hyper(study: str) -> dict[str, list[Arm]]:
-    """comparison name -> its arms (arms shared between comparisons run once)."""
+# What an arm sets unless its sweep says otherwise: MGP init, instance sampling, τ = 1.
+ARM_DEFAULTS: dict[str, Any] = {"finetune.init_from": MGP_EXPORT,
+                                "finetune.sampler": "instance", "finetune.tau": 1.0}
+SCRATCH = ""  # finetune.init_from of an arm trained from scratch
+
+
+def get_hyper(study: str) -> dict[str, list[dict[str, Any]]]:
+    """comparison name -> its arms as dotted overrides (arms shared between comparisons
+    run once: `arm_list`)."""
     def arms(sweeps):
-        return [Arm(**fields) for fields in hyper.product(sweeps)]
+        return [{**ARM_DEFAULTS, **o} for o in hyper.product(sweeps)]
     if study == "ablation":
         return {
-            "loss": arms([hyper.sweep("loss", LOSSES)]),
-            "init": arms([hyper.sweep("init", ("mgp", "scratch")),
-                          hyper.sweep("loss", ("bal_bce",))]),
-            "sampler": arms([hyper.sweep("loss", ("ce", "bal_bce")),
-                             hyper.sweep("sampler", ("instance", "class_balanced"))]),
+            "loss": arms([hyper.sweep("finetune.loss", LOSSES)]),
+            "init": arms([hyper.sweep("finetune.init_from", (MGP_EXPORT, SCRATCH)),
+                          hyper.sweep("finetune.loss", ("bal_bce",))]),
+            "sampler": arms([hyper.sweep("finetune.loss", ("ce", "bal_bce")),
+                             hyper.sweep("finetune.sampler", ("instance", "class_balanced"))]),
         }
     if study == "tau":
-        return {"tau": arms([hyper.sweep("tau", TAU_GRID),
-                             hyper.sweep("loss", ("bal_ce", "bal_bce"))])}
+        return {"tau": arms([hyper.sweep("finetune.tau", TAU_GRID),
+                             hyper.sweep("finetune.loss", ("bal_ce", "bal_bce"))])}
     raise ValueError(f"unknown study {study!r}; expected 'ablation' or 'tau'")
 
 
-def arm_list(comparisons: dict[str, list[Arm]]) -> list[Arm]:
+def arm_list(comparisons: dict[str, list[dict[str, Any]]]) -> list[Arm]:
     """Every arm the comparisons need, each once, in first-seen order."""
-    return list(dict.fromkeys(arm for group in comparisons.values() for arm in group))
+    return list(dict.fromkeys(Arm.of(o) for group in comparisons.values() for o in group))
 
 
 def get_config(imbalance_ratio: float = 100.0) -> ml_collections.ConfigDict:
@@ -138,22 +155,29 @@ def get_config(imbalance_ratio: float = 100.0) -> ml_collections.ConfigDict:
     return config
 
 
+def get_study(study: str, imbalance_ratio: str = "100") -> Study:
+    """'ablation' or 'tau' at an imbalance ratio: 3 seeds, MGP as in STUDY_OVERRIDES."""
+    try:
+        ratio = float(imbalance_ratio)
+    except ValueError:
+        raise ValueError(f"study {study}: the imbalance ratio must be a number, "
+                         f"got {imbalance_ratio!r}") from None
+    return Study(name=f"{study}:{ratio:g}", base=get_config(ratio), seeds=(0, 1, 2),
+                 arms={arm.name: arm.overrides for arm in arm_list(get_hyper(study))})
+
+
 def build_config(imbalance_ratio: float, seed: int, stage: str, *, arm: Arm | None = None,
                  mgp_export: str = "", epochs_scale: float = 1.0) -> ml_collections.ConfigDict:
-    """get_config(IR) for one seed and stage (+ the arm's keys for 'finetune')."""
-    config = get_config(imbalance_ratio)
-    config.pretrain.epochs = STUDY_OVERRIDES["pretrain.epochs"] * epochs_scale
-    config.finetune.epochs = STUDY_OVERRIDES["finetune.epochs"] * epochs_scale
-    config.seed = seed
-    config.stage = stage
-    if stage == "finetune":
-        if arm is None:
-            raise ValueError("a finetune config needs an arm")
-        for key, value in arm.overrides(mgp_export).items():
-            set_key(config, key, value)
-    elif stage != "pretrain":
+    """get_config(IR) for one seed and stage (+ the arm's keys for 'finetune', its
+    MGP init from `mgp_export`)."""
+    if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
-    return config
+    if stage == "finetune" and arm is None:
+        raise ValueError("a finetune config needs an arm")
+    overrides = {} if arm is None else {
+        k: mgp_export if v == MGP_EXPORT else v for k, v in arm.overrides.items()}
+    study = Study(name="", base=get_config(imbalance_ratio), arms={}, seeds=())
+    return config_for(study, seed, stage, overrides if stage == "finetune" else {}, epochs_scale)
 
 
 def schedule_signature(config) -> dict[str, Any]:
