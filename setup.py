@@ -39,9 +39,9 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "livt-train = livt_jax.main:run",
+            "livt-train = livt_jax.main:main",
             "livt-convert = livt_jax.tools.convert:main",
-            "livt-benchmark = livt_jax.tools.benchmark:run",
+            "livt-benchmark = livt_jax.tools.benchmark:main",
             "livt-cache = livt_jax.tools.cache:main",
             "livt-predict = livt_jax.predict:main",
             "livt-adjust = livt_jax.adjust:main",

@@ -80,8 +80,5 @@ def exit_status(summary: dict, workdir: str) -> int:
     return preemption.PREEMPTED_EXIT_CODE
 
 
-run = main  # the console script's entry point (setup.py), kept for existing installs
-
-
 if __name__ == "__main__":
     sys.exit(main())

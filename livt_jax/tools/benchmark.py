@@ -232,8 +232,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-run = main  # the console script's entry point (setup.py), kept for existing installs
-
-
 if __name__ == "__main__":
     sys.exit(main())
