@@ -52,7 +52,7 @@ def test_a_shipped_config_loads_by_name_with_its_argument(tmp_path, monkeypatch)
     assert config_lib.resolve_config_spec("places_lt").endswith(os.path.join("configs", "places_lt.py"))
 
 
-def test_stage_view_takes_the_stage_image_size_and_aug():
+def test_stage_view_takes_the_stage_image_size_and_aug(tmp_path):
     config = config_lib.base_config()
     config.pretrain.image_size = 112
     view = config_lib.stage_data_config(config, "pretrain")
@@ -61,7 +61,9 @@ def test_stage_view_takes_the_stage_image_size_and_aug():
     assert view.aug.to_dict() == config.pretrain.aug.to_dict() and view.aug.kind == "mgp"
     assert view.data.worker_count == 0 and view.data.device_augment is False
     # The input benchmark reads a file into the same view.
-    from_file = data_benchmark.config_from_file(os.path.join(REPO, "configs/demo.py"), "finetune")
+    args = data_benchmark.parse_args(["--config", os.path.join(REPO, "configs/demo.py"),
+                                      "--stage", "finetune"])
+    from_file, _, _ = data_benchmark.open_data(args, str(tmp_path))
     expected = config_lib.stage_data_config(demo.get_config(), "finetune")
     assert from_file.to_dict() == expected.to_dict()
 
