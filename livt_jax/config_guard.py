@@ -22,7 +22,6 @@ that added or removed an option, not from the user.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import jax
@@ -84,14 +83,4 @@ def check_and_record(config: ml_collections.ConfigDict, workdir: str) -> None:
                             workdir, listed)
     if jax.process_index() == 0:
         paths.makedirs(workdir)
-        _write_whole(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
-
-
-def _write_whole(path: str, text: str) -> None:
-    """Writes `text` so that readers never see half of it (an object appears whole; a
-    local file is renamed into place)."""
-    if paths.is_url(path):
-        paths.write_text(path, text)
-        return
-    paths.write_text(path + ".tmp", text)
-    os.replace(path + ".tmp", path)
+        paths.write_text_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n")

@@ -21,10 +21,12 @@ import numpy as np
 from livt_jax.losses import check_class_counts
 
 TOP_K = 5
+# Shot groups of Kang et al., ICLR 2020: many n > 100, medium 20 <= n <= 100, few n < 20.
+MANY_THRESHOLD, FEW_THRESHOLD = 100, 20
 
 
-def shot_groups(train_class_counts: Sequence[int], many_threshold: int = 100,
-                few_threshold: int = 20) -> Dict[str, np.ndarray]:
+def shot_groups(train_class_counts: Sequence[int], many_threshold: int = MANY_THRESHOLD,
+                few_threshold: int = FEW_THRESHOLD) -> Dict[str, np.ndarray]:
     """Boolean class masks (C,): many n > many_threshold, few n < few_threshold, medium otherwise."""
     if few_threshold > many_threshold:
         raise ValueError(f"few_threshold ({few_threshold}) must be <= many_threshold ({many_threshold})")
@@ -32,6 +34,13 @@ def shot_groups(train_class_counts: Sequence[int], many_threshold: int = 100,
     many = counts > many_threshold
     few = counts < few_threshold
     return {"many": many, "medium": ~many & ~few, "few": few}
+
+
+def shot_group_names(train_class_counts: Sequence[int]) -> list[str]:
+    """Each class's shot group, 'many' / 'medium' / 'few' (C,)."""
+    groups = shot_groups(train_class_counts)
+    return [next(name for name, members in groups.items() if members[c])
+            for c in range(len(train_class_counts))]
 
 
 def group_accuracies(per_class: np.ndarray, tested: np.ndarray,

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from livt_jax import config_lib, paths
+from livt_jax import config_lib, metrics, paths
 
 GROUPS = ("many", "medium", "few")
 # In a bucket, metric lines and TensorBoard events are buffered and appended at most
@@ -167,16 +167,10 @@ def write_per_class_csv(path: str, class_names: Sequence[str], train_counts: np.
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["class", "name", "train_count", "group", "accuracy"])
+    groups = metrics.shot_group_names(train_counts)
     for c, (name, n, acc) in enumerate(zip(class_names, train_counts, accuracies)):
-        writer.writerow([c, name, int(n), shot_group_name(int(n)), f"{acc:.4f}"])
+        writer.writerow([c, name, int(n), groups[c], f"{acc:.4f}"])
     paths.write_text(path, text.getvalue())
-
-
-def shot_group_name(train_count: int) -> str:
-    """Shot groups as in Kang et al., ICLR 2020: many n > 100, medium 20 ≤ n ≤ 100, few n < 20."""
-    if train_count > 100:
-        return "many"
-    return "medium" if train_count >= 20 else "few"
 
 
 def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.ndarray,
@@ -195,14 +189,14 @@ def plot_per_class_accuracy(path: str, train_counts: np.ndarray, accuracies: np.
 
 
 def accuracy_vs_count_axes(ax, ylabel: str) -> None:
-    """Log-count x axis, 0–100 % y axis and the many/medium/few boundaries (20, 100)."""
+    """Log-count x axis, 0–100 % y axis and the few/medium/many boundaries (20, 100)."""
     from matplotlib.ticker import NullFormatter
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # narrow ranges crowd the minor labels
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-2, 102)
-    for threshold in (20, 100):
+    for threshold in (metrics.FEW_THRESHOLD, metrics.MANY_THRESHOLD):
         ax.axvline(threshold, color="grey", lw=0.8, ls="--")
 
 

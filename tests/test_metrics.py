@@ -163,3 +163,10 @@ def test_errors():
         acc.result([10, 20])
     with pytest.raises(ValueError, match="class_counts must be non-negative"):
         metrics.shot_groups([5, -1])
+
+
+def test_shot_group_names_follow_the_boundaries():
+    """n > 100 many, 20 <= n <= 100 medium, n < 20 few (the per-class CSV's group column)."""
+    counts = [500, 101, 100, 20, 19, 1, 0]
+    assert metrics.shot_group_names(counts) == [
+        "many", "many", "medium", "medium", "few", "few", "few"]

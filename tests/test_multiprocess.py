@@ -174,7 +174,7 @@ def test_two_processes_validate_like_one(tmp_path):
         size=params["head"]["kernel"].shape).astype(np.float32)
     checkpoint.save_params_export(str(tmp_path / "export"), params)
     source = validation.validation_source(config)
-    one = validation.evaluate_export(config, str(tmp_path / "export"), source)
+    one = validation.score_export(config, str(tmp_path / "export"), source)
     assert one["num_examples"] == len(source) > 0
 
     outputs = finish(start_workers(tmp_path, job="validate"))

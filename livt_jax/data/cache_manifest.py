@@ -37,6 +37,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from livt_jax import paths
+
 MANIFEST_FILE = "manifest.json"
 FORMAT = 2
 _CHUNK = 16 << 20  # bytes read per CRC update
@@ -82,11 +84,8 @@ def write_manifest(folder: str, class_names: list[str], splits: Mapping[str, tup
 
 
 def _write(folder: str, manifest: dict) -> None:
-    """Writes the manifest through a temporary file, so a reader never sees half of it."""
-    path = os.path.join(folder, MANIFEST_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(path + ".tmp", path)
+    """Writes the manifest so that a reader never sees half of it."""
+    paths.write_text_atomic(os.path.join(folder, MANIFEST_FILE), json.dumps(manifest, indent=1))
 
 
 def read_manifest(folder: str) -> dict:

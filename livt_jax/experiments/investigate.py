@@ -77,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for name, config, summary in runs:
             if source is None:
                 source = validation.validation_source(config)
-            val = validation.evaluate_export(config, summary["export"], source)
+            val = validation.score_export(config, summary["export"], source)
             rows.setdefault(name, {})[seed] = {"val": val, "test_final": summary["final"],
                                                "wall_s": summary.get("wall_s")}
             print(f"seed {seed} {name:24s} val top-1 {val['top1']:.2f} few "

@@ -45,7 +45,7 @@ def validation_source(config, per_class: int = 100, seed: int = 1234) -> SubsetS
     return source
 
 
-def evaluate_export(config, export: str, source) -> dict:
+def score_export(config, export: str, source) -> dict:
     """Scores a BFT params export on `source` (top-1, many/medium/few by train
     counts), on every process of a multi-process run (each reads its shard)."""
     from livt_jax import mesh as mesh_lib
@@ -79,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 source = validation_source(config, args.per_class)
                 print(f"validation: {len(source)} images, classes left out: "
                       f"{source.skipped_classes}", flush=True)
-            rows.setdefault(name, {})[seed] = evaluate_export(config, summary["export"], source)
+            rows.setdefault(name, {})[seed] = score_export(config, summary["export"], source)
             print(f"seed {seed} {name:32s} val top-1 {rows[name][seed]['top1']:.2f} "
                   f"few {rows[name][seed].get('few', float('nan')):.2f}", flush=True)
     table = {name: {m: sr.mean_std([r.get(m) for r in by_seed.values()])

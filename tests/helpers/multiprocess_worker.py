@@ -47,7 +47,7 @@ def validate(process_id: int, workdir: str) -> None:
 
     config = tiny_config()
     source = validation.validation_source(config)
-    result = validation.evaluate_export(config, os.path.join(workdir, "export"), source)
+    result = validation.score_export(config, os.path.join(workdir, "export"), source)
     with open(os.path.join(workdir, f"validation_{process_id}.json"), "w", encoding="utf-8") as f:
         json.dump(result, f)
     print(f"process {process_id}: {jax.process_count()} processes, "
