@@ -9,11 +9,9 @@ pytestmark = pytest.mark.e2e  # each case runs a command
 
 
 def assert_usage_error(result, *expected):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    line = procs.one_error_line(result)
     for text in expected:
-        assert text in lines[0], lines[0]
+        assert text in line, line
     assert "img/s" not in result.stdout  # nothing was timed
 
 

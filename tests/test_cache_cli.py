@@ -24,12 +24,6 @@ from tests.helpers.common import snapshot
 
 
 
-def one_error_line(result):
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def build_args(folder, out, *extra):
     return ("--source", "split_list", "--data-dir", folder / "images",
             "--split", f"train={folder / 'train.txt'}", "--split", f"test={folder / 'test.txt'}",
@@ -146,8 +140,7 @@ def test_out_that_is_not_a_cache_is_refused_and_nothing_changes(image_folder, ki
     out = make_out(folder, kind)
     before = snapshot(folder)
     result = procs.run_module("livt_jax.tools.cache", *build_args(folder, out))
-    assert result.returncode == 2
-    line = one_error_line(result)
+    line = procs.one_error_line(result)
     assert str(out) in line and "nothing was changed" in line and re.search(message, line), line
     assert snapshot(folder) == before  # every file still there, byte for byte, nothing added
 
@@ -160,8 +153,7 @@ def test_cache_holding_a_users_file_is_refused(image_folder):
     (out / "README.md").write_text("which images these are\n")
     before = snapshot(folder)
     result = procs.run_module("livt_jax.tools.cache", *build_args(folder, out))
-    assert result.returncode == 2
-    assert "is a cache that also holds ['README.md']" in one_error_line(result)
+    assert "is a cache that also holds ['README.md']" in procs.one_error_line(result)
     assert snapshot(folder) == before
 
 
@@ -219,15 +211,13 @@ def test_swapped_cache_file_is_named_when_the_cache_opens(image_folder, tmp_path
     with pytest.raises(ValueError, match=r"train_images.npy does not match the manifest's checksum"):
         CacheSource(str(caches / "a"), "train")
     verified = procs.run_module("livt_jax.tools.cache", "--verify", caches / "b")
-    assert verified.returncode == 1
-    assert "train_images.npy do(es) not match" in one_error_line(verified)
+    assert "train_images.npy do(es) not match" in procs.one_error_line(verified, status=1)
     result = procs.run_module("livt_jax.main", "--config", "configs/demo.py", "--workdir", tmp_path / "run",
                      "--config.stage=finetune", "--config.data.source=cache",
                      f"--config.data.data_dir={caches}", "--config.data.name=a",
                      "--config.data.train_split=train", "--config.data.eval_split=test",
                      "--config.data.imbalance_ratio=1")
-    assert result.returncode == 1
-    line = one_error_line(result)
+    line = procs.one_error_line(result, status=1)
     assert "cache" in line and "train_images.npy does not match the manifest's checksum" in line, line
 
 

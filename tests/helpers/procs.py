@@ -87,3 +87,11 @@ def run_train(tmp_path, *overrides, config: str = "configs/demo.py", devices: in
                cwd=REPO, capture_output=True, text=True, timeout=600,
                env={**os.environ, "JAX_PLATFORMS": "cpu",
                     "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+
+
+def one_error_line(result: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The command's only stderr line, `error: ...`, after exit status `status`."""
+    assert result.returncode == status, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
